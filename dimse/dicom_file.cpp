@@ -1,0 +1,119 @@
+#include "dimse/dicom_file.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcjson.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/dcmdata/dcuid.h>
+
+#include <sstream>
+
+#include "src/text.h"
+
+namespace si::dimse {
+namespace {
+
+// Elements above this size stay on disk while we read the header: indexing a
+// 500 MB multi-frame file must not load its pixels.
+constexpr Uint32 kMaxReadLength = 4096;
+
+std::string Get(DcmItem& item, const DcmTagKey& tag) {
+  OFString value;
+  if (item.findAndGetOFStringArray(tag, value).good()) return text::SanitizeUtf8(text::Trim(value.c_str()));
+  return "";
+}
+
+std::optional<int64_t> GetInt(DcmItem& item, const DcmTagKey& tag) {
+  std::string s = Get(item, tag);
+  if (s.empty()) return std::nullopt;
+  try {
+    size_t pos = 0;
+    long long v = std::stoll(s, &pos);
+    return v;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+// Bulk data is not inlined in metadata: pixel data and the like are left out, as
+// PS3.18 allows, so metadata stays small and fast for large series.
+bool IsBulk(const DcmTagKey& tag) {
+  return tag == DCM_PixelData || tag == DCM_FloatPixelData || tag == DCM_DoubleFloatPixelData ||
+         tag == DCM_SpectroscopyData || tag == DCM_EncapsulatedDocument ||
+         (tag.getGroup() >= 0x6000 && tag.getGroup() <= 0x60FF && tag.getElement() == 0x3000) ||
+         tag == DCM_WaveformData;
+}
+
+void RemoveBulk(DcmItem& item) {
+  for (unsigned long i = item.card(); i-- > 0;) {
+    DcmElement* e = item.getElement(i);
+    if (!e) continue;
+    if (IsBulk(e->getTag())) {
+      delete item.remove(e);
+    } else if (e->ident() == EVR_SQ) {
+      auto* sq = static_cast<DcmSequenceOfItems*>(e);
+      for (unsigned long k = 0; k < sq->card(); ++k) RemoveBulk(*sq->getItem(k));
+    }
+  }
+}
+
+}  // namespace
+
+Result<ParsedInstance> DcmtkInstanceParser::Parse(const std::filesystem::path& file) const {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(file, ec);
+  if (ec) return IoError("cannot stat file: " + ec.message());
+  DcmFileFormat ff;
+  OFCondition cond = ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, kMaxReadLength, ERM_fileOnly);
+  if (cond.bad()) return InvalidArgument(std::string("not a DICOM Part 10 file: ") + cond.text());
+  DcmDataset& ds = *ff.getDataset();
+  DcmMetaInfo& meta = *ff.getMetaInfo();
+
+  ParsedInstance p;
+  // Convert text to UTF-8 first so every string we index is readable. Character
+  // sets iconv lacks (ISO 2022 IR 87) fail here; the values are then sanitized.
+  bool converted = ds.convertToUTF8().good();
+
+  p.instance.sop_instance_uid = Get(ds, DCM_SOPInstanceUID);
+  p.instance.sop_class_uid = Get(ds, DCM_SOPClassUID);
+  p.instance.transfer_syntax_uid = Get(meta, DCM_TransferSyntaxUID);
+  p.instance.instance_number = GetInt(ds, DCM_InstanceNumber);
+  p.instance.number_of_frames = GetInt(ds, DCM_NumberOfFrames).value_or(1);
+  p.instance.path = file.string();
+  p.instance.size_bytes = static_cast<int64_t>(size);
+  p.series.series_instance_uid = Get(ds, DCM_SeriesInstanceUID);
+  p.series.modality = Get(ds, DCM_Modality);
+  p.series.series_number = GetInt(ds, DCM_SeriesNumber);
+  p.series.description = Get(ds, DCM_SeriesDescription);
+  p.series.body_part_examined = Get(ds, DCM_BodyPartExamined);
+  p.series.series_date = Get(ds, DCM_SeriesDate);
+  p.series.series_time = Get(ds, DCM_SeriesTime);
+  p.study.study_instance_uid = Get(ds, DCM_StudyInstanceUID);
+  p.study.patient_id = Get(ds, DCM_PatientID);
+  p.study.patient_name = Get(ds, DCM_PatientName);
+  p.study.study_date = Get(ds, DCM_StudyDate);
+  p.study.study_time = Get(ds, DCM_StudyTime);
+  p.study.timezone_offset = Get(ds, DCM_TimezoneOffsetFromUTC);
+  p.study.accession_number = Get(ds, DCM_AccessionNumber);
+  p.study.study_id = Get(ds, DCM_StudyID);
+  p.study.description = Get(ds, DCM_StudyDescription);
+  p.study.referring_physician = Get(ds, DCM_ReferringPhysicianName);
+
+  if (!text::IsValidUid(p.study.study_instance_uid) || !text::IsValidUid(p.series.series_instance_uid) ||
+      !text::IsValidUid(p.instance.sop_instance_uid))
+    return InvalidArgument("missing or invalid Study/Series/SOP Instance UID");
+  if (p.instance.sop_class_uid.empty()) return InvalidArgument("missing SOP Class UID");
+  if (p.instance.transfer_syntax_uid.empty()) return InvalidArgument("missing Transfer Syntax UID in meta header");
+
+  RemoveBulk(ds);
+  std::ostringstream json;
+  DcmJsonFormatCompact format(OFTrue);
+  cond = ds.writeJsonExt(json, format, OFTrue, OFTrue);
+  if (cond.bad()) return InvalidArgument(std::string("cannot express as DICOM JSON: ") + cond.text());
+  p.metadata_json = converted ? json.str() : text::SanitizeUtf8(json.str());
+  return p;
+}
+
+}  // namespace si::dimse

@@ -1,0 +1,299 @@
+#include "facade/facade.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <random>
+#include <set>
+
+#include "schema/fhir_resources.h"
+#include "src/accept.h"
+#include "src/log.h"
+#include "src/text.h"
+
+namespace si::facade {
+namespace {
+
+constexpr const char* kFhirJson = "application/fhir+json; charset=utf-8";
+constexpr size_t kFileReadChunk = 256 * 1024;
+
+struct Route {
+  std::shared_ptr<const Tenant> tenant;
+  std::vector<std::string> rest;  // segments after the tenant prefix
+};
+
+HeaderList CorsHeaders(const HttpRequest& request) {
+  HeaderList h;
+  std::string origin = request.Header("origin");
+  if (!origin.empty()) {
+    h.emplace_back("Access-Control-Allow-Origin", origin);
+    h.emplace_back("Vary", "Origin");
+    h.emplace_back("Access-Control-Expose-Headers", "Content-Type, Content-Length, Content-Location, Retry-After, Link");
+  }
+  return h;
+}
+
+void SendFhirError(const HttpRequest& request, ResponseChannel& out, const Status& status) {
+  HeaderList h = CorsHeaders(request);
+  h.emplace_back("Content-Type", kFhirJson);
+  if (status.code() == ErrorCode::kUnauthorized) h.emplace_back("WWW-Authenticate", "Bearer");
+  if (status.code() == ErrorCode::kUnavailable) h.emplace_back("Retry-After", "5");
+  out.SendWhole(status.http_status(), h, schema::OperationOutcome(status)).ok();
+}
+
+// DICOMweb has no error body format of its own; a small JSON object says what
+// went wrong without leaking anything about tokens or other studies.
+void SendWadoError(const HttpRequest& request, ResponseChannel& out, const Status& status) {
+  HeaderList h = CorsHeaders(request);
+  h.emplace_back("Content-Type", "application/json; charset=utf-8");
+  if (status.code() == ErrorCode::kUnauthorized) h.emplace_back("WWW-Authenticate", "Bearer");
+  if (status.code() == ErrorCode::kUnavailable) h.emplace_back("Retry-After", "5");
+  rapidjson::StringBuffer sb;
+  schema::JsonWriter w(sb);
+  w.StartObject();
+  w.Key("status");
+  w.Int(status.http_status());
+  w.Key("error");
+  w.String(InfoFor(status.code()).name);
+  w.Key("message");
+  std::string m = text::SanitizeUtf8(status.message());
+  w.String(m.c_str());
+  w.EndObject();
+  out.SendWhole(status.http_status(), h, sb.GetString()).ok();
+}
+
+AuthRequest AuthOf(const HttpRequest& request) {
+  AuthRequest auth;
+  std::string h = text::Trim(request.Header("authorization"));
+  if (h.size() > 7 && text::ToLower(h.substr(0, 7)) == "bearer ") auth.bearer_token = text::Trim(h.substr(7));
+  return auth;
+}
+
+std::string RandomBoundary() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* kHex = "0123456789abcdef";
+  std::string b = "si-";
+  for (int i = 0; i < 32; ++i) b += kHex[rng() & 15];
+  return b;
+}
+
+// Writes one instance file as a multipart part, in bounded reads.
+class MultipartSink final : public InstanceSink {
+ public:
+  MultipartSink(ResponseChannel& out, std::string boundary) : out_(out), boundary_(std::move(boundary)) {}
+  Status OnInstance(const StoredInstance& instance) override {
+    int fd = ::open(instance.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return IoError("instance file vanished");
+    std::string head = "--" + boundary_ + "\r\nContent-Type: application/dicom; transfer-syntax=" +
+                       instance.transfer_syntax_uid + "\r\nContent-Length: " + std::to_string(instance.size_bytes) +
+                       "\r\n\r\n";
+    std::string buffer;
+    buffer.resize(kFileReadChunk);
+    Status status;
+    int64_t sent = 0;
+    bool first = true;
+    while (status.ok()) {
+      ssize_t n = ::read(fd, buffer.data(), buffer.size());
+      if (n < 0) {
+        status = IoError("read failed");
+        break;
+      }
+      if (n == 0) break;
+      sent += n;
+      if (first) {
+        head.append(buffer.data(), static_cast<size_t>(n));
+        status = out_.WriteChunk(head);
+        first = false;
+      } else {
+        status = out_.WriteChunk(std::string_view(buffer.data(), static_cast<size_t>(n)));
+      }
+    }
+    ::close(fd);
+    if (status.ok() && sent != instance.size_bytes) status = IoError("instance file changed while it was sent");
+    if (status.ok()) status = out_.WriteChunk("\r\n");
+    if (status.ok()) ++parts_;
+    return status;
+  }
+  int parts() const { return parts_; }
+
+ private:
+  ResponseChannel& out_;
+  std::string boundary_;
+  int parts_ = 0;
+};
+
+}  // namespace
+
+std::string Facade::RedactForLog(std::string_view raw_path) {
+  std::string path(raw_path.substr(0, raw_path.find('?')));
+  auto segments = text::Split(path, '/');
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    if (segments[i] == "wado") segments[i + 1] = "{token}";
+    if (segments[i] == "dyn" && i == 1) segments[i + 1] = "{config}";
+  }
+  std::string out;
+  for (size_t i = 0; i < segments.size(); ++i) out += (i ? "/" : "") + segments[i];
+  if (raw_path.find('?') != std::string_view::npos) out += "?{query}";
+  return out;
+}
+
+void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
+  auto segments = text::Split(request.path, '/');
+  // "/a/b" splits as ["", "a", "b"]; drop the leading and any trailing empty segment.
+  if (!segments.empty() && segments.front().empty()) segments.erase(segments.begin());
+  if (!segments.empty() && segments.back().empty()) segments.pop_back();
+
+  if (request.method == "OPTIONS") {
+    HeaderList h = CorsHeaders(request);
+    if (request.Header("origin").empty()) h.emplace_back("Access-Control-Allow-Origin", "*");
+    h.emplace_back("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+    std::string asked = request.Header("access-control-request-headers");
+    h.emplace_back("Access-Control-Allow-Headers", asked.empty() ? "Authorization, Content-Type, Accept, Prefer" : asked);
+    h.emplace_back("Access-Control-Max-Age", "600");
+    out.SendWhole(204, h, "").ok();
+    return;
+  }
+  if (segments.empty() || (segments.size() == 1 && segments[0] == "healthz")) {
+    HeaderList h = CorsHeaders(request);
+    h.emplace_back("Content-Type", "application/json");
+    out.SendWhole(200, h, "{\"status\":\"ok\",\"service\":\"smart-imaging\"}").ok();
+    return;
+  }
+
+  // Resolve the tenant: "/{name}/..." or "/dyn/{encoded}/...".
+  bool is_fhir = false;
+  Route route;
+  {
+    Result<std::shared_ptr<const Tenant>> tenant = NotFound("unknown tenant");
+    size_t consumed = 1;
+    if (segments[0] == "dyn" && segments.size() >= 2) {
+      tenant = service_.FindDynTenant(segments[1]);
+      consumed = 2;
+    } else {
+      tenant = service_.FindTenant(segments[0]);
+    }
+    is_fhir = segments.size() > consumed && segments[consumed] == "fhir";
+    if (!tenant.ok()) {
+      is_fhir || segments.size() <= consumed ? SendFhirError(request, out, tenant.status())
+                                             : SendWadoError(request, out, tenant.status());
+      return;
+    }
+    route.tenant = std::move(tenant).value();
+    route.rest.assign(segments.begin() + static_cast<long>(consumed), segments.end());
+  }
+  const Tenant& tenant = *route.tenant;
+  const auto& rest = route.rest;
+  bool is_get = request.method == "GET" || request.method == "HEAD";
+
+  if (is_fhir) {
+    if (rest.size() == 2 && rest[1] == "metadata") {
+      if (!is_get) return SendFhirError(request, out, {ErrorCode::kMethodNotAllowed, "use GET"});
+      HeaderList h = CorsHeaders(request);
+      h.emplace_back("Content-Type", kFhirJson);
+      out.SendWhole(200, h, service_.CapabilityStatement(tenant)).ok();
+      return;
+    }
+    bool search_get = rest.size() == 2 && rest[1] == "ImagingStudy" && is_get;
+    bool search_post = rest.size() == 3 && rest[1] == "ImagingStudy" && rest[2] == "_search" && request.method == "POST";
+    if (search_get || search_post) {
+      ParamList params = text::ParseQueryString(request.raw_query);
+      if (search_post) {
+        std::string type = text::ToLower(request.Header("content-type"));
+        if (!request.body.empty() && type.find("application/x-www-form-urlencoded") == std::string::npos)
+          return SendFhirError(request, out, InvalidArgument("POST _search needs an application/x-www-form-urlencoded body"));
+        for (auto& p : text::ParseQueryString(request.body)) params.push_back(p);
+      }
+      auto bundle = service_.SearchStudies(tenant, AuthOf(request), params);
+      if (!bundle.ok()) return SendFhirError(request, out, bundle.status());
+      HeaderList h = CorsHeaders(request);
+      h.emplace_back("Content-Type", kFhirJson);
+      out.SendWhole(200, h, *bundle).ok();
+      return;
+    }
+    if (rest.size() >= 2 && rest[1] == "ImagingStudy")
+      return SendFhirError(request, out, {ErrorCode::kMethodNotAllowed, "ImagingStudy supports search (GET, or POST _search) only"});
+    std::string type = rest.size() >= 2 ? rest[1] : "";
+    return SendFhirError(request, out, NotFound("resource type '" + type + "' is not supported; this server offers ImagingStudy"));
+  }
+
+  // WADO-RS: wado/{token}/studies/{S}[/series/{SE}[/instances/{I}]][/metadata]
+  if (rest.size() < 4 || rest[0] != "wado" || rest[2] != "studies")
+    return SendWadoError(request, out, NotFound("no such resource"));
+  if (!is_get) return SendWadoError(request, out, {ErrorCode::kMethodNotAllowed, "use GET"});
+  RetrieveScope scope;
+  scope.study_uid = rest[3];
+  size_t i = 4;
+  if (i + 1 < rest.size() && rest[i] == "series") {
+    scope.series_uid = rest[i + 1];
+    i += 2;
+    if (i + 1 < rest.size() && rest[i] == "instances") {
+      scope.sop_uid = rest[i + 1];
+      i += 2;
+    }
+  }
+  bool metadata = false;
+  if (i < rest.size() && rest[i] == "metadata") {
+    metadata = true;
+    ++i;
+  }
+  if (i != rest.size()) return SendWadoError(request, out, NotFound("no such resource"));
+  for (auto* uid : {&scope.study_uid, scope.series_uid ? &*scope.series_uid : nullptr, scope.sop_uid ? &*scope.sop_uid : nullptr})
+    if (uid && !text::IsValidUid(*uid)) return SendWadoError(request, out, InvalidArgument("malformed UID in path"));
+
+  auto access = service_.AuthorizeWado(tenant, AuthOf(request), rest[1], scope.study_uid);
+  if (!access.ok()) return SendWadoError(request, out, access.status());
+
+  if (metadata) {
+    Status accept = NegotiateMetadata(request.Header("accept"));
+    if (!accept.ok()) return SendWadoError(request, out, accept);
+    auto plan = service_.PlanWado(*access, scope);  // also the patient check
+    if (!plan.ok()) return SendWadoError(request, out, plan.status());
+    auto objects = tenant.source->Metadata(scope);
+    if (!objects.ok()) return SendWadoError(request, out, objects.status());
+    std::string body = "[";
+    for (size_t k = 0; k < objects->size(); ++k) body += (k ? "," : "") + (*objects)[k];
+    body += "]";
+    HeaderList h = CorsHeaders(request);
+    h.emplace_back("Content-Type", "application/dicom+json");
+    out.SendWhole(200, h, body).ok();
+    return;
+  }
+
+  auto plan = service_.PlanWado(*access, scope);
+  if (!plan.ok()) return SendWadoError(request, out, plan.status());
+  std::set<std::string> syntaxes;
+  for (auto& inst : *plan) syntaxes.insert(inst.transfer_syntax_uid);
+  auto format = NegotiateRetrieve(request.Header("accept"), scope.sop_uid.has_value(), syntaxes);
+  if (!format.ok()) return SendWadoError(request, out, format.status());
+
+  HeaderList h = CorsHeaders(request);
+  if (format->shape == RetrieveShape::kSingleDicom) {
+    h.emplace_back("Content-Type", "application/dicom; transfer-syntax=" + plan->front().transfer_syntax_uid);
+    if (!out.BeginChunked(200, h).ok()) return;
+    std::string buffer(kFileReadChunk, '\0');
+    int fd = ::open(plan->front().path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return out.Abort();
+    ssize_t n;
+    Status s;
+    while (s.ok() && (n = ::read(fd, buffer.data(), buffer.size())) > 0) s = out.WriteChunk(std::string_view(buffer.data(), n));
+    ::close(fd);
+    if (s.ok() && n == 0) out.EndChunked().ok(); else out.Abort();
+    return;
+  }
+  std::string boundary = RandomBoundary();
+  h.emplace_back("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
+  if (!out.BeginChunked(200, h).ok()) return;
+  MultipartSink sink(out, boundary);
+  Status s = tenant.source->Retrieve(*plan, sink);
+  // The closing boundary only when every planned instance went out: a client must
+  // never mistake a partial study for a whole one.
+  if (s.ok() && sink.parts() == static_cast<int>(plan->size())) s = out.WriteChunk("--" + boundary + "--\r\n");
+  if (s.ok()) s = out.EndChunked();
+  if (!s.ok()) {
+    if (!out.ClientGone()) log::Warn("wado", "retrieval failed after the response started: " + s.message());
+    out.Abort();
+  }
+}
+
+}  // namespace si::facade

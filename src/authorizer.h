@@ -1,0 +1,55 @@
+#pragma once
+// The Authorizer seam: who is this request for? Implementations are thread-safe.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/status.h"
+#include "src/tenant.h"
+
+namespace si {
+
+struct AuthRequest {
+  std::string bearer_token;  // empty when no Authorization header
+};
+
+struct AuthDecision {
+  // The authorized patient; empty with any_patient for open tenants.
+  std::optional<FhirPatient> patient;
+  bool any_patient = false;
+  std::vector<std::string> scopes;
+  int64_t expires_at = 0;  // 0: no expiry of its own
+};
+
+class Authorizer {
+ public:
+  virtual ~Authorizer() = default;
+  virtual Result<AuthDecision> Authorize(const AuthRequest& request) const = 0;
+};
+
+// The reference's "mock": the configured patient is the authorized one;
+// disableAuthzChecks allows any patient.
+class MockAuthorizer final : public Authorizer {
+ public:
+  explicit MockAuthorizer(const TenantConfig& tenant);
+  Result<AuthDecision> Authorize(const AuthRequest& request) const override;
+
+ private:
+  AuthDecision decision_;
+};
+
+// For authorization types this build does not implement yet: every request gets
+// a clear 501 naming the type.
+class UnavailableAuthorizer final : public Authorizer {
+ public:
+  explicit UnavailableAuthorizer(std::string type) : type_(std::move(type)) {}
+  Result<AuthDecision> Authorize(const AuthRequest& request) const override;
+
+ private:
+  std::string type_;
+};
+
+std::unique_ptr<Authorizer> MakeAuthorizer(const TenantConfig& tenant);
+
+}  // namespace si

@@ -1,0 +1,219 @@
+#include "src/imaging_service.h"
+
+#include <algorithm>
+
+#include "schema/fhir_resources.h"
+#include "src/log.h"
+#include "src/text.h"
+
+namespace si {
+namespace {
+
+// "http://host:8042/x" or "dimse://host:104" to "host".
+std::string HostOf(const std::string& url) {
+  auto scheme = url.find("://");
+  if (scheme == std::string::npos) return "";
+  std::string rest = url.substr(scheme + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  auto at = rest.rfind('@');
+  if (at != std::string::npos) rest = rest.substr(at + 1);
+  if (!rest.empty() && rest[0] == '[') return rest.substr(0, rest.find(']') + 1);
+  return text::ToLower(rest.substr(0, rest.find(':')));
+}
+
+std::string QueryString(const ParamList& params) {
+  std::string out;
+  for (auto& [k, v] : params) {
+    if (!out.empty()) out += '&';
+    out += text::PercentEncode(k) + "=" + text::PercentEncode(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+ImagingService::ImagingService(ServiceSettings settings, const StudyTokenCodec& codec, SourceFactory factory)
+    : settings_(std::move(settings)), codec_(codec), factory_(std::move(factory)) {}
+
+std::shared_ptr<Tenant> ImagingService::Build(TenantConfig config) const {
+  auto tenant = std::make_shared<Tenant>();
+  tenant->authorizer = MakeAuthorizer(config);
+  auto source = factory_(config);
+  if (source.ok()) {
+    tenant->source = std::move(source).value();
+  } else {
+    tenant->source_status = source.status();
+  }
+  tenant->config = std::move(config);
+  return tenant;
+}
+
+void ImagingService::AddTenant(TenantConfig config) {
+  std::string name = config.name;
+  tenants_[name] = Build(std::move(config));
+}
+
+Result<std::shared_ptr<const Tenant>> ImagingService::FindTenant(const std::string& name) const {
+  auto it = tenants_.find(name);
+  if (it == tenants_.end()) return NotFound("unknown tenant");
+  return it->second;
+}
+
+Result<std::shared_ptr<const Tenant>> ImagingService::FindDynTenant(const std::string& encoded) const {
+  if (!settings_.dyn_enabled) return NotFound("dynamic tenants (/dyn/) are disabled on this server");
+  {
+    std::lock_guard<std::mutex> lock(dyn_mutex_);
+    auto it = dyn_tenants_.find(encoded);
+    if (it != dyn_tenants_.end()) return it->second;
+  }
+  auto json = Base64UrlDecode(encoded);
+  if (!json) return InvalidArgument("the /dyn/ segment is not base64url");
+  auto config = ParseTenant("dyn", *json, "dynamic tenant", std::filesystem::current_path());
+  if (!config.ok()) return InvalidArgument(config.status().message());
+  if (config->images_type == "folder") return Forbidden("dynamic tenants may not read local folders");
+  std::string host = HostOf(config->endpoint);
+  const auto& allowed = settings_.dyn_allowed_hosts;
+  if (host.empty() || std::find(allowed.begin(), allowed.end(), host) == allowed.end())
+    return Forbidden("upstream host is not in DYN_ALLOW_HOSTS");
+  if (!config->fhir_base_url.empty()) {
+    std::string ehr = HostOf(config->fhir_base_url);
+    if (std::find(allowed.begin(), allowed.end(), ehr) == allowed.end())
+      return Forbidden("EHR host is not in DYN_ALLOW_HOSTS");
+  }
+  // Tokens bind to this exact config: one /dyn/ tenant's tokens never open another's.
+  config->key = "dyn:" + text::HexSha256(encoded);
+  config->url_prefix = "/dyn/" + encoded;
+  std::shared_ptr<const Tenant> tenant = Build(std::move(config).value());
+  std::lock_guard<std::mutex> lock(dyn_mutex_);
+  if (dyn_tenants_.size() > 256) dyn_tenants_.clear();  // bounded: configs are cheap to rebuild
+  dyn_tenants_[encoded] = tenant;
+  return tenant;
+}
+
+std::string ImagingService::CapabilityStatement(const Tenant& tenant) const {
+  schema::CapabilityOptions o;
+  o.base_url = settings_.base_url + tenant.config.url_prefix + "/fhir";
+  o.software_version = settings_.version;
+  o.authorization_type = tenant.config.authorization_type;
+  o.fhir_base_url = tenant.config.fhir_base_url;
+  return schema::CapabilityStatement(o);
+}
+
+Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const AuthRequest& auth,
+                                                  const ParamList& params) const {
+  auto decision = tenant.authorizer->Authorize(auth);
+  if (!decision.ok()) return decision.status();
+  if (!tenant.source) return tenant.source_status;
+  auto search = ParseStudySearch(params);
+  if (!search.ok()) return search.status();
+  auto patient = ResolveSearchPatient(tenant.config, *decision, *search);
+  if (!patient.ok()) return patient.status();
+
+  std::vector<StudyRecord> studies;
+  bool lookup_possible = true;
+  StudyQuery query;
+  if (tenant.config.lookup == Lookup::kStudiesByMrn) {
+    if (patient->mrn) query.patient_id = patient->mrn->value;
+    else lookup_possible = false;  // a patient without identifiers has no images we can find
+  }
+  if (search->study_uids.size() == 1) query.study_instance_uid = search->study_uids.front();
+  if (lookup_possible) {
+    auto found = tenant.source->FindStudies(query);
+    if (!found.ok()) return found.status();
+    studies = std::move(found).value();
+  }
+  std::vector<const StudyRecord*> matching;
+  for (auto& s : studies)
+    if (StudyMatches(*search, s, settings_.dicom_offset_seconds)) matching.push_back(&s);
+
+  const int64_t total = static_cast<int64_t>(matching.size());
+  size_t begin = std::min<size_t>(search->offset, matching.size());
+  size_t end = std::min<size_t>(begin + search->count, matching.size());
+  std::vector<const StudyRecord*> page(matching.begin() + begin, matching.begin() + end);
+
+  const std::string fhir_base = settings_.base_url + tenant.config.url_prefix + "/fhir";
+  std::vector<schema::StudyLinks> links;
+  for (auto* s : page) {
+    StudyBinding binding;
+    binding.study_uid = s->study_instance_uid;
+    binding.tenant_key = tenant.config.key;
+    if (!patient->fhir_id.empty()) binding.by_patient_id = patient->fhir_id;
+    if (patient->mrn)
+      binding.by_patient_identifier =
+          patient->mrn->system.empty() ? patient->mrn->value : patient->mrn->system + "|" + patient->mrn->value;
+    auto token = codec_.Issue(binding);
+    if (!token.ok()) return token.status();
+    schema::StudyLinks l;
+    l.full_url = fhir_base + "/ImagingStudy/" + schema::ImagingStudyId(*s);
+    l.endpoint_address = settings_.base_url + tenant.config.url_prefix + "/wado/" + *token;
+    l.endpoint_id = "wado-" + text::HexSha256(*token).substr(0, 16);
+    l.contain_endpoint = !search->include_endpoint;
+    l.assumed_offset_seconds = settings_.dicom_offset_seconds;
+    if (!patient->fhir_id.empty()) {
+      l.subject_reference = tenant.config.fhir_base_url.empty()
+                                ? "Patient/" + patient->fhir_id
+                                : tenant.config.fhir_base_url + "/Patient/" + patient->fhir_id;
+    } else if (patient->mrn) {
+      l.subject_identifier = std::make_pair(patient->mrn->system, patient->mrn->value);
+    }
+    links.push_back(std::move(l));
+  }
+
+  std::vector<schema::BundleLink> bundle_links;
+  ParamList self = search->canonical;
+  if (search->offset) self.emplace_back("_offset", std::to_string(search->offset));
+  bundle_links.push_back({"self", fhir_base + "/ImagingStudy?" + QueryString(self)});
+  if (static_cast<int64_t>(end) < total && search->count > 0) {
+    ParamList next = search->canonical;
+    next.emplace_back("_offset", std::to_string(end));
+    bundle_links.push_back({"next", fhir_base + "/ImagingStudy?" + QueryString(next)});
+  }
+  if (begin > 0) {
+    ParamList previous = search->canonical;
+    previous.emplace_back("_offset", std::to_string(begin >= static_cast<size_t>(search->count) ? begin - search->count : 0));
+    bundle_links.push_back({"previous", fhir_base + "/ImagingStudy?" + QueryString(previous)});
+  }
+  return schema::SearchsetBundle(total, bundle_links, page, links, fhir_base);
+}
+
+Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const AuthRequest& auth,
+                                                 std::string_view token, const std::string& study_uid) const {
+  auto decision = tenant.authorizer->Authorize(auth);
+  if (!decision.ok()) return decision.status();
+  auto binding = codec_.Verify(token);
+  if (!binding.ok()) return binding.status();
+  // One message for every mismatch: the caller learns nothing about other tenants or studies.
+  const Status kWrongToken = Forbidden("invalid study token");
+  if (binding->tenant_key != tenant.config.key || binding->study_uid != study_uid) return kWrongToken;
+  if (!decision->any_patient) {
+    if (!decision->patient || !binding->by_patient_id || *binding->by_patient_id != decision->patient->id)
+      return Forbidden("the study token was issued for another patient");
+  }
+  if (!tenant.source) return tenant.source_status;
+  WadoAccess access;
+  access.tenant = &tenant;
+  access.binding = std::move(binding).value();
+  if (tenant.config.lookup == Lookup::kStudiesByMrn) {
+    if (!access.binding.by_patient_identifier) return kWrongToken;
+    const std::string& id = *access.binding.by_patient_identifier;
+    auto bar = id.find('|');
+    access.required_patient_id = bar == std::string::npos ? id : id.substr(bar + 1);
+  }
+  return access;
+}
+
+Result<std::vector<StoredInstance>> ImagingService::PlanWado(const WadoAccess& access,
+                                                             const RetrieveScope& scope) const {
+  auto plan = access.tenant->source->PlanRetrieval(scope);
+  if (!plan.ok()) return plan.status();
+  if (access.required_patient_id) {
+    for (auto& i : *plan)
+      if (i.patient_id != *access.required_patient_id) {
+        log::Warn("wado", "refused a retrieval: study holds instances of more than one patient");
+        return Forbidden("this study holds instances of another patient; it cannot be served");
+      }
+  }
+  return plan;
+}
+
+}  // namespace si
