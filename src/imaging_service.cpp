@@ -137,10 +137,10 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
     StudyBinding binding;
     binding.study_uid = s->study_instance_uid;
     binding.tenant_key = tenant.config.key;
-    if (!patient->fhir_id.empty()) binding.by_patient_id = patient->fhir_id;
-    if (patient->mrn)
-      binding.by_patient_identifier =
-          patient->mrn->system.empty() ? patient->mrn->value : patient->mrn->system + "|" + patient->mrn->value;
+    // One or the other, as the reference server binds: the patient searched by id,
+    // or the identifier searched by.
+    if (search->patient_id) binding.by_patient_id = patient->fhir_id;
+    else binding.by_patient_identifier = StudyBinding::Identifier{search->patient_identifier->system, search->patient_identifier->value};
     auto token = codec_.Issue(binding);
     if (!token.ok()) return token.status();
     schema::StudyLinks l;
@@ -185,19 +185,42 @@ Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const Aut
   // One message for every mismatch: the caller learns nothing about other tenants or studies.
   const Status kWrongToken = Forbidden("invalid study token");
   if (binding->tenant_key != tenant.config.key || binding->study_uid != study_uid) return kWrongToken;
+  // The token's patient, checked against who the caller is now.
+  std::optional<PatientIdentifier> mrn;
   if (!decision->any_patient) {
-    if (!decision->patient || !binding->by_patient_id || *binding->by_patient_id != decision->patient->id)
-      return Forbidden("the study token was issued for another patient");
+    if (!decision->patient) return Forbidden("no authorized patient");
+    const FhirPatient& p = *decision->patient;
+    bool same = false;
+    if (binding->by_patient_id) {
+      same = *binding->by_patient_id == p.id;
+    } else if (binding->by_patient_identifier) {
+      const auto& b = *binding->by_patient_identifier;
+      same = std::any_of(p.identifiers.begin(), p.identifiers.end(), [&](const PatientIdentifier& k) {
+        return k.value == b.value && (b.system.empty() || k.system.empty() || b.system == k.system);
+      });
+    }
+    if (!same) return Forbidden("the study token was issued for another patient");
+    mrn = MrnIdentifierOf(p);
+  } else if (binding->by_patient_id) {
+    // Open tenant: the search resolved the MRN the same way (configured patient, else the id).
+    if (decision->patient && decision->patient->id == *binding->by_patient_id) mrn = MrnIdentifierOf(*decision->patient);
+    else mrn = PatientIdentifier{"", *binding->by_patient_id, {}, ""};
+  } else if (binding->by_patient_identifier) {
+    const auto& b = *binding->by_patient_identifier;
+    bool configured = decision->patient &&
+        std::any_of(decision->patient->identifiers.begin(), decision->patient->identifiers.end(),
+                    [&](const PatientIdentifier& k) {
+                      return k.value == b.value && (b.system.empty() || k.system.empty() || b.system == k.system);
+                    });
+    mrn = configured ? MrnIdentifierOf(*decision->patient) : PatientIdentifier{b.system, b.value, {}, ""};
   }
   if (!tenant.source) return tenant.source_status;
   WadoAccess access;
   access.tenant = &tenant;
   access.binding = std::move(binding).value();
   if (tenant.config.lookup == Lookup::kStudiesByMrn) {
-    if (!access.binding.by_patient_identifier) return kWrongToken;
-    const std::string& id = *access.binding.by_patient_identifier;
-    auto bar = id.find('|');
-    access.required_patient_id = bar == std::string::npos ? id : id.substr(bar + 1);
+    if (!mrn) return kWrongToken;
+    access.required_patient_id = mrn->value;
   }
   return access;
 }
@@ -209,8 +232,8 @@ Result<std::vector<StoredInstance>> ImagingService::PlanWado(const WadoAccess& a
   if (access.required_patient_id) {
     for (auto& i : *plan)
       if (i.patient_id != *access.required_patient_id) {
-        log::Warn("wado", "refused a retrieval: study holds instances of more than one patient");
-        return Forbidden("this study holds instances of another patient; it cannot be served");
+        log::Warn("wado", "refused a retrieval: an instance's PatientID is not the token's patient");
+        return Forbidden("this study holds instances of another patient; it cannot be served under this token");
       }
   }
   return plan;

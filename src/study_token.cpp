@@ -49,7 +49,14 @@ Result<std::string> StudyTokenCodec::Issue(StudyBinding binding) const {
   }
   if (binding.by_patient_identifier) {
     w.Key("byPatientIdentifier");
-    w.String(binding.by_patient_identifier->c_str());
+    w.StartObject();
+    if (!binding.by_patient_identifier->system.empty()) {
+      w.Key("system");
+      w.String(binding.by_patient_identifier->system.c_str());
+    }
+    w.Key("value");
+    w.String(binding.by_patient_identifier->value.c_str());
+    w.EndObject();
   }
   w.EndObject();
   w.Key("iat");
@@ -126,7 +133,21 @@ Result<StudyBinding> StudyTokenCodec::Verify(std::string_view token) const {
   b.study_uid = *uid;
   b.tenant_key = *tenant;
   b.by_patient_id = str(query->value, "byPatientId");
-  b.by_patient_identifier = str(query->value, "byPatientIdentifier");
+  auto identifier = query->value.FindMember("byPatientIdentifier");
+  if (identifier != query->value.MemberEnd()) {
+    StudyBinding::Identifier id;
+    if (identifier->value.IsObject()) {
+      id.system = str(identifier->value, "system").value_or("");
+      id.value = str(identifier->value, "value").value_or("");
+    } else if (identifier->value.IsString()) {
+      std::string v = identifier->value.GetString();
+      auto bar = v.find('|');
+      if (bar == std::string::npos) id.value = v;
+      else id = {v.substr(0, bar), v.substr(bar + 1)};
+    }
+    if (id.value.empty()) return kInvalid;
+    b.by_patient_identifier = id;
+  }
   auto exp = num(doc, "exp");
   // The reference server mints tokens without exp; we never accept one.
   if (!exp) return kInvalid;

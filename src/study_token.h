@@ -20,7 +20,12 @@ struct StudyBinding {
   std::string study_uid;
   std::string tenant_key;
   std::optional<std::string> by_patient_id;
-  std::optional<std::string> by_patient_identifier;  // "system|value" or "value"
+  // The reference server writes {system, value}; we accept that and "system|value".
+  struct Identifier {
+    std::string system;
+    std::string value;
+  };
+  std::optional<Identifier> by_patient_identifier;
   int64_t issued_at = 0;
   int64_t expires_at = 0;
 };

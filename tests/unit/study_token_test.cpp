@@ -10,7 +10,7 @@ StudyBinding Binding() {
   b.study_uid = "1.2.3.4";
   b.tenant_key = "open";
   b.by_patient_id = "87a339d0-8cae-418e-89c7-8651e6aab3c6";
-  b.by_patient_identifier = "http://hospital.smarthealthit.org|293ee354-f8ad-4345-b10c-759fdfdcc082";
+  b.by_patient_identifier = StudyBinding::Identifier{"http://hospital.smarthealthit.org", "293ee354-f8ad-4345-b10c-759fdfdcc082"};
   return b;
 }
 
@@ -25,7 +25,8 @@ TEST(StudyToken, RoundTripKeepsTheBinding) {
   EXPECT_EQ(b->study_uid, "1.2.3.4");
   EXPECT_EQ(b->tenant_key, "open");
   EXPECT_EQ(*b->by_patient_id, "87a339d0-8cae-418e-89c7-8651e6aab3c6");
-  EXPECT_EQ(*b->by_patient_identifier, "http://hospital.smarthealthit.org|293ee354-f8ad-4345-b10c-759fdfdcc082");
+  EXPECT_EQ(b->by_patient_identifier->system, "http://hospital.smarthealthit.org");
+  EXPECT_EQ(b->by_patient_identifier->value, "293ee354-f8ad-4345-b10c-759fdfdcc082");
   EXPECT_EQ(b->issued_at, 1'700'000'000);
   EXPECT_EQ(b->expires_at, 1'700'003'600);
 }
