@@ -5,7 +5,7 @@
 
 namespace si::schema {
 
-inline constexpr std::array<const char*, 1> kIndexMigrations = {
+inline constexpr std::array<const char*, 2> kIndexMigrations = {
     // 1: folder index
     R"SQL(
 CREATE TABLE files (
@@ -57,6 +57,10 @@ CREATE TABLE instances (
 );
 CREATE INDEX instances_by_series ON instances(study_uid, series_uid);
 CREATE INDEX instances_by_path ON instances(path);
+)SQL",
+    // 2: series-level lookups (instance lists and counts per series) without scans
+    R"SQL(
+CREATE INDEX instances_by_series_only ON instances(series_uid, instance_number);
 )SQL",
 };
 

@@ -47,6 +47,15 @@ describe('tenants and command line', { timeout: 240000 }, () => {
     assert.ok(!/listening on/.test(r.output), 'does not start serving');
   });
 
+  it('a missing DCMTK data dictionary stops start-up with a clear message', async () => {
+    const r = await S.runCli(['serve', '--port', '0', '--config-dir', fx.configDir, '--dimse-dir', path.join(fx.root, 'nodict-cache')],
+      { timeoutMs: 20000, env: { DCMDICTPATH: '/nonexistent/dicom.dic' } });
+    assert.notEqual(r.code, 0, `exit code; output:\n${r.output}`);
+    assert.match(r.output, /data dictionary/i);
+    assert.match(r.output, /DCMDICTPATH/);
+    assert.ok(!/listening on http/.test(r.output), 'does not start serving');
+  });
+
   it('check-config accepts a valid config dir', async () => {
     const r = await S.runCli(['check-config', '--config-dir', fx.configDir], { timeoutMs: 30000 });
     assert.equal(r.code, 0, `exit code; output:\n${r.output}`);
