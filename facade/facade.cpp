@@ -194,6 +194,15 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
       out.SendWhole(200, h, service_.CapabilityStatement(tenant)).ok();
       return;
     }
+    if (rest.size() == 3 && rest[1] == ".well-known" && rest[2] == "smart-configuration") {
+      if (!is_get) return SendFhirError(request, out, {ErrorCode::kMethodNotAllowed, "use GET"});
+      auto config = tenant.authorizer->SmartConfiguration();  // the EHR's metadata, cached
+      if (!config.ok()) return SendFhirError(request, out, config.status());
+      HeaderList h = CorsHeaders(request);
+      h.emplace_back("Content-Type", "application/json");
+      out.SendWhole(200, h, *config).ok();
+      return;
+    }
     bool search_get = rest.size() == 2 && rest[1] == "ImagingStudy" && is_get;
     bool search_post = rest.size() == 3 && rest[1] == "ImagingStudy" && rest[2] == "_search" && request.method == "POST";
     if (search_get || search_post) {

@@ -5,7 +5,7 @@
 
 namespace si::schema {
 
-inline constexpr std::array<const char*, 2> kIndexMigrations = {
+inline constexpr std::array<const char*, 3> kIndexMigrations = {
     // 1: folder index
     R"SQL(
 CREATE TABLE files (
@@ -61,6 +61,14 @@ CREATE INDEX instances_by_path ON instances(path);
     // 2: series-level lookups (instance lists and counts per series) without scans
     R"SQL(
 CREATE INDEX instances_by_series_only ON instances(series_uid, instance_number);
+)SQL",
+    // 3: retrieved scopes known to be complete (DIMSE cache)
+    R"SQL(
+CREATE TABLE complete_scopes (
+  scope_key TEXT PRIMARY KEY,      -- "study:UID" or "series:UID"
+  expected INTEGER NOT NULL,       -- instance count the PACS reported
+  completed_at INTEGER NOT NULL
+);
 )SQL",
 };
 

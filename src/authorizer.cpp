@@ -1,5 +1,7 @@
 #include "src/authorizer.h"
 
+#include "src/smart_authorizer.h"
+
 namespace si {
 
 MockAuthorizer::MockAuthorizer(const TenantConfig& tenant) {
@@ -16,6 +18,10 @@ Result<AuthDecision> UnavailableAuthorizer::Authorize(const AuthRequest&) const 
 
 std::unique_ptr<Authorizer> MakeAuthorizer(const TenantConfig& tenant) {
   if (tenant.authorization_type == "mock") return std::make_unique<MockAuthorizer>(tenant);
+  if (SmartProfileOf(tenant.authorization_type)) {
+    static const SystemClock clock;
+    return MakeSmartAuthorizer(tenant, DefaultHttpClient(), clock);
+  }
   return std::make_unique<UnavailableAuthorizer>(tenant.authorization_type);
 }
 

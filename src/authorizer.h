@@ -12,6 +12,9 @@ namespace si {
 
 struct AuthRequest {
   std::string bearer_token;  // empty when no Authorization header
+  // The patient (FHIR id) the request itself names: a search's patient/subject, a
+  // study token's patient. Only the insecure meditech profile trusts it.
+  std::string patient_hint;
 };
 
 struct AuthDecision {
@@ -26,6 +29,11 @@ class Authorizer {
  public:
   virtual ~Authorizer() = default;
   virtual Result<AuthDecision> Authorize(const AuthRequest& request) const = 0;
+  // The authorization server metadata served at {tenant}/fhir/.well-known/smart-configuration
+  // (JSON text); NotFound for tenants without SMART authorization.
+  virtual Result<std::string> SmartConfiguration() const {
+    return NotFound("this tenant does not use SMART authorization");
+  }
 };
 
 // The reference's "mock": the configured patient is the authorized one;

@@ -137,18 +137,7 @@ Result<ScanStats> FolderIndex::Rescan() {
     sql::Statement del_file(db_, "DELETE FROM files WHERE path=?");
     sql::Statement del_instance(db_, "DELETE FROM instances WHERE path=?");
     sql::Statement put_file(db_, "INSERT OR REPLACE INTO files(path,size,mtime_ns,sop_instance_uid,skipped_reason) VALUES(?,?,?,?,?)");
-    sql::Statement put_study(db_,
-        "INSERT INTO studies(study_uid,patient_id,patient_name,study_date,study_time,timezone_offset,"
-        "accession_number,study_id,description,referring_physician,first_seen,last_changed) "
-        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(study_uid) DO UPDATE SET last_changed=excluded.last_changed");
-    sql::Statement put_series(db_,
-        "INSERT OR IGNORE INTO series(series_uid,study_uid,modality,series_number,description,body_part,"
-        "series_date,series_time) VALUES(?,?,?,?,?,?,?,?)");
-    sql::Statement put_instance(db_,
-        "INSERT OR REPLACE INTO instances(sop_uid,series_uid,study_uid,patient_id,sop_class_uid,"
-        "transfer_syntax_uid,instance_number,number_of_frames,path,size,metadata_json,indexed_at) "
-        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
-    for (auto* s : {&del_file, &del_instance, &put_file, &put_study, &put_series, &put_instance})
+    for (auto* s : {&del_file, &del_instance, &put_file})
       if (!s->ok()) {
         sql::Exec(db_, "ROLLBACK").ok();
         return s->PrepareStatus();
@@ -168,27 +157,7 @@ Result<ScanStats> FolderIndex::Rescan() {
         ++stats.skipped;
         continue;
       }
-      const auto& p = *o.parsed;
-      status = put_study.Bind(1, p.study.study_instance_uid).Bind(2, p.study.patient_id)
-                   .Bind(3, p.study.patient_name).Bind(4, p.study.study_date).Bind(5, p.study.study_time)
-                   .Bind(6, p.study.timezone_offset).Bind(7, p.study.accession_number)
-                   .Bind(8, p.study.study_id).Bind(9, p.study.description)
-                   .Bind(10, p.study.referring_physician).Bind(11, now).Bind(12, now).Run();
-      if (status.ok())
-        status = put_series.Bind(1, p.series.series_instance_uid).Bind(2, p.study.study_instance_uid)
-                     .Bind(3, p.series.modality).Bind(4, p.series.series_number).Bind(5, p.series.description)
-                     .Bind(6, p.series.body_part_examined).Bind(7, p.series.series_date)
-                     .Bind(8, p.series.series_time).Run();
-      if (status.ok())
-        status = put_instance.Bind(1, p.instance.sop_instance_uid).Bind(2, p.series.series_instance_uid)
-                     .Bind(3, p.study.study_instance_uid).Bind(4, p.study.patient_id)
-                     .Bind(5, p.instance.sop_class_uid).Bind(6, p.instance.transfer_syntax_uid)
-                     .Bind(7, p.instance.instance_number).Bind(8, p.instance.number_of_frames)
-                     .Bind(9, o.path).Bind(10, p.instance.size_bytes).Bind(11, p.metadata_json)
-                     .Bind(12, now).Run();
-      if (status.ok())
-        status = put_file.Bind(1, o.path).Bind(2, o.state.size).Bind(3, o.state.mtime_ns)
-                     .Bind(4, p.instance.sop_instance_uid).BindNull(5).Run();
+      status = InsertParsed(o.path, o.state.size, o.state.mtime_ns, *o.parsed, now);
       ++stats.added;
     }
     // Drop series and studies left without instances.
@@ -207,6 +176,89 @@ Result<ScanStats> FolderIndex::Rescan() {
   }
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return stats;
+}
+
+Status FolderIndex::InsertParsed(const std::string& path, int64_t size, int64_t mtime_ns, const ParsedInstance& p,
+                                 int64_t now) {
+  sql::Statement put_study(db_,
+      "INSERT INTO studies(study_uid,patient_id,patient_name,study_date,study_time,timezone_offset,"
+      "accession_number,study_id,description,referring_physician,first_seen,last_changed) "
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(study_uid) DO UPDATE SET last_changed=excluded.last_changed");
+  sql::Statement put_series(db_,
+      "INSERT OR IGNORE INTO series(series_uid,study_uid,modality,series_number,description,body_part,"
+      "series_date,series_time) VALUES(?,?,?,?,?,?,?,?)");
+  sql::Statement put_instance(db_,
+      "INSERT OR REPLACE INTO instances(sop_uid,series_uid,study_uid,patient_id,sop_class_uid,"
+      "transfer_syntax_uid,instance_number,number_of_frames,path,size,metadata_json,indexed_at) "
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+  for (auto* s : {&put_study, &put_series, &put_instance})
+    if (!s->ok()) return s->PrepareStatus();
+  sql::Statement put_file(db_, "INSERT OR REPLACE INTO files(path,size,mtime_ns,sop_instance_uid,skipped_reason) VALUES(?,?,?,?,NULL)");
+  Status status = put_study.Bind(1, p.study.study_instance_uid).Bind(2, p.study.patient_id)
+                      .Bind(3, p.study.patient_name).Bind(4, p.study.study_date).Bind(5, p.study.study_time)
+                      .Bind(6, p.study.timezone_offset).Bind(7, p.study.accession_number)
+                      .Bind(8, p.study.study_id).Bind(9, p.study.description)
+                      .Bind(10, p.study.referring_physician).Bind(11, now).Bind(12, now).Run();
+  if (status.ok())
+    status = put_series.Bind(1, p.series.series_instance_uid).Bind(2, p.study.study_instance_uid)
+                 .Bind(3, p.series.modality).Bind(4, p.series.series_number).Bind(5, p.series.description)
+                 .Bind(6, p.series.body_part_examined).Bind(7, p.series.series_date)
+                 .Bind(8, p.series.series_time).Run();
+  if (status.ok())
+    status = put_instance.Bind(1, p.instance.sop_instance_uid).Bind(2, p.series.series_instance_uid)
+                 .Bind(3, p.study.study_instance_uid).Bind(4, p.study.patient_id)
+                 .Bind(5, p.instance.sop_class_uid).Bind(6, p.instance.transfer_syntax_uid)
+                 .Bind(7, p.instance.instance_number).Bind(8, p.instance.number_of_frames)
+                 .Bind(9, path).Bind(10, size).Bind(11, p.metadata_json).Bind(12, now).Run();
+  if (status.ok())
+    status = put_file.Bind(1, path).Bind(2, size).Bind(3, mtime_ns).Bind(4, p.instance.sop_instance_uid).Run();
+  return status;
+}
+
+Status FolderIndex::AddInstance(const std::string& path, const ParsedInstance& parsed) {
+  std::error_code ec;
+  auto size = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+  if (ec) return IoError("cannot stat " + path);
+  auto mtime = MtimeNs(std::filesystem::last_write_time(path, ec));
+  std::lock_guard<std::mutex> scan_lock(scan_mutex_);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    SI_RETURN_IF_ERROR(sql::Exec(db_, "BEGIN"));
+    Status s = InsertParsed(path, size, mtime, parsed, clock_.NowSeconds());
+    if (!s.ok()) {
+      sql::Exec(db_, "ROLLBACK").ok();
+      return s;
+    }
+    SI_RETURN_IF_ERROR(sql::Exec(db_, "COMMIT"));
+  }
+  known_[path] = FileState{size, mtime};
+  return Status::Ok();
+}
+
+Status FolderIndex::MarkComplete(const std::string& scope_key, int64_t expected) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sql::Statement st(db_, "INSERT OR REPLACE INTO complete_scopes(scope_key,expected,completed_at) VALUES(?,?,?)");
+  SI_RETURN_IF_ERROR(st.PrepareStatus());
+  return st.Bind(1, scope_key).Bind(2, expected).Bind(3, clock_.NowSeconds()).Run();
+}
+
+std::optional<int64_t> FolderIndex::CompleteExpected(const std::string& scope_key) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sql::Statement st(db_, "SELECT expected FROM complete_scopes WHERE scope_key=?");
+  if (!st.ok()) return std::nullopt;
+  st.Bind(1, scope_key);
+  if (!st.Step()) return std::nullopt;
+  return st.Int(0);
+}
+
+int64_t FolderIndex::CountInstances(const std::string& study_uid, const std::optional<std::string>& series_uid) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sql::Statement st(db_, series_uid ? "SELECT COUNT(*) FROM instances WHERE series_uid=?2 AND study_uid=?1"
+                                    : "SELECT COUNT(*) FROM instances WHERE study_uid=?1");
+  if (!st.ok()) return 0;
+  st.Bind(1, study_uid);
+  if (series_uid) st.Bind(2, *series_uid);
+  return st.Step() ? st.Int(0) : 0;
 }
 
 Result<std::vector<StudyRecord>> FolderIndex::FindStudies(const StudyQuery& query) const {

@@ -68,11 +68,23 @@ class FolderIndex {
                                                 const std::optional<std::string>& series_uid,
                                                 const std::optional<std::string>& sop_uid) const;
 
+  // Indexes one file that is already in place (a received instance).
+  Status AddInstance(const std::string& path, const ParsedInstance& parsed);
+
+  // Completeness of retrieved scopes ("study:UID", "series:UID"), recorded only
+  // once every expected instance is stored; verified against the stored count.
+  Status MarkComplete(const std::string& scope_key, int64_t expected);
+  std::optional<int64_t> CompleteExpected(const std::string& scope_key) const;
+  int64_t CountInstances(const std::string& study_uid, const std::optional<std::string>& series_uid) const;
+
   const std::filesystem::path& root() const { return root_; }
 
  private:
   FolderIndex(std::filesystem::path root, const InstanceParser& parser, const Clock& clock);
   Status Migrate();
+  // Inside a transaction, with mutex_ held.
+  Status InsertParsed(const std::string& path, int64_t size, int64_t mtime_ns, const ParsedInstance& parsed,
+                      int64_t now);
 
   struct FileState {
     int64_t size;

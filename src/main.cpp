@@ -20,9 +20,13 @@
 
 #include "dimse/dcmtk_setup.h"
 #include "dimse/dicom_file.h"
+#include "dimse/dimse_client.h"
+#include "dimse/storage_scp.h"
 #include "dimse/samples.h"
 #include "facade/facade.h"
 #include "facade/http_server.h"
+#include "src/dimse_source.h"
+#include "src/fhirpath.h"
 #include "src/folder_source.h"
 #include "src/imaging_service.h"
 #include "src/log.h"
@@ -74,6 +78,7 @@ void PrintHelp() {
               "  samples          write sample studies: --out DIR [--seed N] [--scale X]\n"
               "  encode-dyn FILE  print the /dyn/ path segment for a tenant JSON file\n"
               "  check-config     validate tenant files: [--config-dir DIR]\n"
+              "  fhirpath EXPR    evaluate an images.mrn expression: --file PATIENT.json (or --batch CASES.json)\n"
               "  version          print the version\n",
               kVersion);
 }
@@ -184,10 +189,43 @@ int Serve(const std::map<std::string, std::string>& flags) {
   // Tenants that read the same folder share one index and one rescanner.
   std::map<std::string, std::shared_ptr<si::FolderSource>> folders;
   std::mutex folders_mutex;
+  si::dimse::DcmtkDimseClient dimse_client;
+  // DIMSE tenants by their AE title: the Storage SCP routes incoming instances there.
+  std::map<std::string, std::shared_ptr<si::DimseSource>> dimse_by_ae;
+  std::map<std::string, std::shared_ptr<si::DimseSource>> dimse_by_peer;
+  long dimse_port = std::strtol(v["dimse-port"].c_str(), &end, 10);
+  if (*end || dimse_port <= 0 || dimse_port > 65535) {
+    std::fprintf(stderr, "smart-imaging: invalid dimse-port '%s'\n", v["dimse-port"].c_str());
+    return 2;
+  }
   si::SourceFactory factory = [&](const si::TenantConfig& t) -> si::Result<std::shared_ptr<si::ImageSource>> {
+    std::lock_guard<std::mutex> lock(folders_mutex);
+    if (t.images_type == "dicom-dimse") {
+      auto hostport = si::ParseDimseEndpoint(t.endpoint);
+      if (!hostport) return si::InvalidConfig("endpoint must be dimse://host:port");
+      std::string peer_key = t.endpoint + "|" + t.called_ae + "|" + t.ae + "|" + t.retrieval;
+      if (auto it = dimse_by_peer.find(peer_key); it != dimse_by_peer.end()) return std::shared_ptr<si::ImageSource>(it->second);
+      si::DimsePeer peer;
+      peer.host = hostport->first;
+      peer.port = hostport->second;
+      peer.called_ae = t.called_ae;
+      peer.calling_ae = t.ae;
+      peer.connect_timeout_seconds = t.connect_timeout_seconds;
+      peer.dimse_timeout_seconds = t.dimse_timeout_seconds;
+      peer.operation_timeout_seconds = t.operation_timeout_seconds;
+      std::string hash = si::text::HexSha256(peer_key).substr(0, 16);
+      auto root = cache_dir / "dimse" / hash;
+      auto index = si::FolderIndex::Open(cache_dir / "index" / ("dimse-" + hash + ".sqlite"), root, parser, clock);
+      if (!index.ok()) return index.status();
+      auto source = std::make_shared<si::DimseSource>(
+          peer, t.retrieval == "c-get" ? si::RetrievalMode::kGet : si::RetrievalMode::kMove, t.max_associations,
+          dimse_client, parser, std::move(index).value(), root);
+      dimse_by_peer[peer_key] = source;
+      if (!dimse_by_ae.count(t.ae)) dimse_by_ae[t.ae] = source;
+      return std::shared_ptr<si::ImageSource>(source);
+    }
     if (t.images_type != "folder")
       return si::NotImplemented("image source type '" + t.images_type + "' is not available in this version of smart-imaging");
-    std::lock_guard<std::mutex> lock(folders_mutex);
     auto it = folders.find(t.folder_path);
     if (it != folders.end()) return std::shared_ptr<si::ImageSource>(it->second);
     auto db = cache_dir / "index" / ("folder-" + si::text::HexSha256(t.folder_path).substr(0, 16) + ".sqlite");
@@ -251,6 +289,19 @@ int Serve(const std::map<std::string, std::string>& flags) {
     service->AddTenant(std::move(t));
     si::log::Info("main", "tenant " + name + ": " + auth + " authorization, " + type + " images");
   }
+  std::unique_ptr<si::dimse::StorageScp> scp;
+  if (!dimse_by_ae.empty()) {
+    scp = std::make_unique<si::dimse::StorageScp>(static_cast<uint16_t>(dimse_port), [&](const std::string& called) -> si::StoreTarget* {
+      std::string ae = si::text::Trim(called);
+      auto it = dimse_by_ae.find(ae);
+      return it == dimse_by_ae.end() ? nullptr : it->second.get();
+    });
+    si::Status listening = scp->Start();
+    if (!listening.ok()) {
+      std::fprintf(stderr, "smart-imaging: %s\n", listening.message().c_str());
+      return 1;
+    }
+  }
   facade = std::make_unique<si::facade::Facade>(*service);
   ready = facade.get();
   double startup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
@@ -264,6 +315,7 @@ int Serve(const std::map<std::string, std::string>& flags) {
   si::log::Info("main", "shutting down");
   server.Shutdown();
   ready = nullptr;
+  if (scp) scp->Stop();
   return 0;
 }
 
@@ -358,6 +410,9 @@ int main(int argc, char** argv) {
   if (command == "samples") return Samples(flags);
   if (command == "encode-dyn") return EncodeDyn(flags);
   if (command == "check-config") return CheckConfig(flags);
+  if (command == "fhirpath") return si::FhirPathCommand(flags.count("_positional") ? flags.at("_positional") : "",
+                                                        flags.count("batch") ? flags.at("batch") : "",
+                                                        flags.count("file") ? flags.at("file") : "");
   std::fprintf(stderr, "smart-imaging: unknown command '%s'\n", command.c_str());
   PrintHelp();
   return 2;

@@ -65,6 +65,7 @@ struct StudyQuery {
   std::optional<std::string> patient_id;  // MRN, for studies-by-mrn
   std::optional<std::string> study_instance_uid;
   bool include_instances = true;
+  bool include_series = true;  // false: study-level attributes only (cheaper for a PACS)
 };
 
 }  // namespace si

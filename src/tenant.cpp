@@ -11,6 +11,8 @@
 #include <mutex>
 #include <sstream>
 
+#include "src/fhirpath.h"
+#include "src/jws.h"
 #include "tenant_schema_text.h"
 
 namespace si {
@@ -108,6 +110,64 @@ FhirPatient ParsePatient(const rapidjson::Value& p) {
   return patient;
 }
 
+std::string JsonText(const rapidjson::Value& v) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  v.Accept(w);
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+// images.mrn expressions and the SMART client settings, checked now so that a bad
+// tenant stops start-up instead of failing requests later. Messages name the file
+// and the field; they never quote key material or secrets.
+Status ParseSmartSettings(const rapidjson::Document& doc, std::string_view origin, TenantConfig& t) {
+  const std::string where = std::string(origin) + ": at ";
+  for (size_t i = 0; i < t.mrn_expressions.size(); ++i) {
+    auto e = FhirPathExpression::Parse(t.mrn_expressions[i]);
+    if (!e.ok()) return InvalidConfig(where + "/images/mrn/" + std::to_string(i) + ": " + e.status().message());
+  }
+  const auto& authz = doc["authorization"];
+  auto number = [&](const char* key, double& out) {
+    if (authz.HasMember(key) && authz[key].IsNumber()) out = authz[key].GetDouble();
+  };
+  number("timeoutSeconds", t.auth_timeout_seconds);
+  number("decisionCacheSeconds", t.decision_cache_seconds);
+  number("negativeCacheSeconds", t.negative_cache_seconds);
+  number("discoveryCacheSeconds", t.discovery_cache_seconds);
+  // A configured mock patient gets the configured MRN expressions too.
+  if (t.patient && !t.mrn_expressions.empty()) {
+    auto p = ParsePatientResource(JsonText(authz["patient"]), t.mrn_expressions);
+    if (p.ok()) t.patient->mrn = p->mrn;
+  }
+  if (!authz.HasMember("client") || !authz["client"].IsObject()) return Status::Ok();
+  const auto& client = authz["client"];
+  t.client_id = GetString(client, "client_id");
+  t.client_secret = GetString(client, "client_secret");
+  if (t.authorization_type == "mock" || t.authorization_type == "smart-on-fhir-backend-services") return Status::Ok();
+  if (t.authorization_type == "smart-on-fhir-with-meditech-bugfixes") {
+    if (t.client_secret.empty())
+      return InvalidConfig(where + "/authorization/client/client_secret: the meditech profile needs a client_secret");
+    return Status::Ok();
+  }
+  if (!client.HasMember("jwkPrivate"))
+    return InvalidConfig(where + "/authorization/client/jwkPrivate: " + t.authorization_type +
+                         " needs a private JWK (ES384 or RS384) to sign client assertions");
+  if (client.HasMember("jwk")) t.jwk_alg_hint = GetString(client["jwk"], "alg");
+  t.jwk_private_json = JsonText(client["jwkPrivate"]);
+  auto signer = JwsSigner::FromJwk(t.jwk_private_json, t.jwk_alg_hint);
+  if (!signer.ok())
+    return InvalidConfig(where + "/authorization/client/jwkPrivate: " + signer.status().message());
+  if (client.HasMember("jwk")) {
+    const auto& pub = client["jwk"];
+    const auto& priv = client["jwkPrivate"];
+    for (const char* k : {"kty", "crv", "x", "y", "n", "e"}) {
+      if (GetString(pub, k) != GetString(priv, k))
+        return InvalidConfig(where + "/authorization/client/jwk: '" + k + "' differs from jwkPrivate's: the two are not one key pair");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<TenantConfig> ParseTenant(std::string_view name, std::string_view json_text,
@@ -147,6 +207,16 @@ Result<TenantConfig> ParseTenant(std::string_view name, std::string_view json_te
   if (images.HasMember("mrn"))
     for (auto& m : images["mrn"].GetArray()) t.mrn_expressions.emplace_back(m.GetString());
   if (images.HasMember("rescanSeconds")) t.rescan_seconds = images["rescanSeconds"].GetDouble();
+  SI_RETURN_IF_ERROR(ParseSmartSettings(doc, origin, t));
+  if (!GetString(images, "calledAe").empty()) t.called_ae = GetString(images, "calledAe");
+  if (!GetString(images, "retrieval").empty()) t.retrieval = GetString(images, "retrieval");
+  auto int_of = [&](const char* key, int& out) {
+    if (images.HasMember(key) && images[key].IsInt()) out = images[key].GetInt();
+  };
+  int_of("maxAssociations", t.max_associations);
+  int_of("connectTimeoutSeconds", t.connect_timeout_seconds);
+  int_of("dimseTimeoutSeconds", t.dimse_timeout_seconds);
+  int_of("operationTimeoutSeconds", t.operation_timeout_seconds);
   if (t.images_type == "folder") {
     std::filesystem::path p = GetString(images, "path");
     if (p.is_relative()) p = base_dir / p;
@@ -181,7 +251,30 @@ Result<std::vector<TenantConfig>> LoadTenantDirectory(const std::filesystem::pat
   return tenants;
 }
 
+Result<FhirPatient> ParsePatientResource(std::string_view json_text, const std::vector<std::string>& mrn_expressions) {
+  rapidjson::Document doc;
+  doc.Parse(json_text.data(), json_text.size());
+  if (doc.HasParseError() || !doc.IsObject()) return InvalidArgument("the Patient is not a JSON object");
+  if (GetString(doc, "resourceType") != "Patient") return InvalidArgument("the resource is not a Patient");
+  if (GetString(doc, "id").empty()) return InvalidArgument("the Patient has no id");
+  if (doc.HasMember("identifier") && !doc["identifier"].IsArray())
+    return InvalidArgument("the Patient's identifier is not an array");
+  FhirPatient patient = ParsePatient(doc);
+  std::vector<FhirPathExpression> expressions;
+  for (auto& text : mrn_expressions.empty() ? std::vector<std::string>{kDefaultMrnExpression} : mrn_expressions) {
+    auto e = FhirPathExpression::Parse(text);
+    if (e.ok()) expressions.push_back(std::move(e).value());
+  }
+  patient.mrn = MrnFromPatient(expressions, doc);
+  return patient;
+}
+
 std::optional<PatientIdentifier> MrnIdentifierOf(const FhirPatient& patient) {
+  if (!patient.mrn.empty()) {
+    for (auto& id : patient.identifiers)
+      if (id.value == patient.mrn) return id;
+    return PatientIdentifier{"", patient.mrn, {}, ""};
+  }
   for (auto& id : patient.identifiers)
     if (std::find(id.type_codes.begin(), id.type_codes.end(), "MR") != id.type_codes.end()) return id;
   if (!patient.identifiers.empty()) return patient.identifiers.front();

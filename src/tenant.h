@@ -24,6 +24,10 @@ struct PatientIdentifier {
 struct FhirPatient {
   std::string id;
   std::vector<PatientIdentifier> identifiers;
+  // The MRN picked by the tenant's images.mrn expressions, when they were applied
+  // (SMART patients, mock patients of tenants that set images.mrn); MrnIdentifierOf
+  // then prefers it.
+  std::string mrn;
 };
 
 enum class Lookup { kStudiesByMrn, kAllStudiesOnServer };
@@ -41,7 +45,17 @@ struct TenantConfig {
   std::optional<FhirPatient> patient;  // mock's authorized patient
   std::string fhir_base_url;
   std::string scope;
-  std::vector<std::string> mrn_expressions;  // images.mrn (FHIRPath), used by the SMART issue
+  std::vector<std::string> mrn_expressions;  // images.mrn (FHIRPath), checked at load against the supported subset
+
+  // SMART (authorization.client and the optional timing settings)
+  std::string client_id;
+  std::string client_secret;      // meditech profile only
+  std::string jwk_private_json;   // client.jwkPrivate as configured; checked at load
+  std::string jwk_alg_hint;       // client.jwk.alg, used when jwkPrivate has no alg
+  double auth_timeout_seconds = 10;     // authorization.timeoutSeconds: each EHR call
+  double decision_cache_seconds = 60;   // authorization.decisionCacheSeconds: max decision lifetime, 0 = off
+  double negative_cache_seconds = 5;    // authorization.negativeCacheSeconds: inactive / scope-less tokens
+  double discovery_cache_seconds = 600; // authorization.discoveryCacheSeconds: .well-known/smart-configuration
 
   // images
   std::string images_type;  // "folder", "dicom-web", "dicom-dimse"
@@ -50,6 +64,13 @@ struct TenantConfig {
   std::string folder_path;  // absolute, for "folder"
   double rescan_seconds = 2.0;
   std::string ae;
+  // dicom-dimse
+  std::string called_ae = "ANY-SCP";
+  std::string retrieval = "c-move";
+  int max_associations = 4;
+  int connect_timeout_seconds = 5;
+  int dimse_timeout_seconds = 30;
+  int operation_timeout_seconds = 600;
 
   std::string source_json;  // the file as loaded, for later issues' settings
 };
@@ -66,7 +87,14 @@ Result<std::vector<TenantConfig>> LoadTenantDirectory(const std::filesystem::pat
 
 // The identifier studies-by-mrn uses, as the reference server picks it: the
 // identifier whose type is coded MR, else the first one. Empty when none.
+// When patient.mrn is set (images.mrn applied), the identifier with that value,
+// else an identifier of that value without system.
 std::optional<PatientIdentifier> MrnIdentifierOf(const FhirPatient& patient);
+
+// A FHIR Patient resource (JSON text) read from an EHR, with its MRN picked by
+// `mrn_expressions` (images.mrn, else the default expression). InvalidArgument when
+// the text is not a Patient.
+Result<FhirPatient> ParsePatientResource(std::string_view json_text, const std::vector<std::string>& mrn_expressions);
 
 // base64url without padding, as /dyn/ paths carry tenant JSON.
 std::string Base64UrlEncode(std::string_view bytes);

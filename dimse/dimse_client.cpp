@@ -1,0 +1,384 @@
+#include "dimse/dimse_client.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/diutil.h>
+#include <dcmtk/dcmnet/scu.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <random>
+
+#include "dimse/dimse_status.h"
+#include "src/text.h"
+
+namespace si::dimse {
+namespace {
+
+const char* kQueryTransferSyntaxes[] = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax};
+
+// Storage syntaxes we accept for C-GET (PACS pick what they hold).
+const char* kStorageTransferSyntaxes[] = {
+    UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
+    UID_JPEGProcess1TransferSyntax, UID_JPEGProcess2_4TransferSyntax, UID_JPEGProcess14SV1TransferSyntax,
+    UID_JPEGLSLosslessTransferSyntax, UID_JPEGLSLossyTransferSyntax, UID_JPEG2000LosslessOnlyTransferSyntax,
+    UID_JPEG2000TransferSyntax, UID_RLELosslessTransferSyntax, UID_DeflatedExplicitVRLittleEndianTransferSyntax,
+    UID_BigEndianExplicitTransferSyntax};
+
+OFList<OFString> List(const char* const* items, size_t n) {
+  OFList<OFString> l;
+  for (size_t i = 0; i < n; ++i) l.push_back(items[i]);
+  return l;
+}
+
+std::string Where(const DimsePeer& p) { return p.called_ae + "@" + p.host + ":" + std::to_string(p.port); }
+
+void Configure(DcmSCU& scu, const DimsePeer& p) {
+  scu.setPeerHostName(p.host.c_str());
+  scu.setPeerPort(p.port);
+  scu.setPeerAETitle(p.called_ae.c_str());
+  scu.setAETitle(p.calling_ae.c_str());
+  scu.setConnectionTimeout(p.connect_timeout_seconds);
+  scu.setACSETimeout(p.dimse_timeout_seconds);
+  scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
+  scu.setDIMSETimeout(p.dimse_timeout_seconds);
+  scu.setMaxReceivePDULength(ASC_MAXIMUMPDUSIZE / 4);
+}
+
+Status Connect(DcmSCU& scu, const DimsePeer& p, const char* operation) {
+  OFCondition c = scu.initNetwork();
+  if (c.bad()) return FromCondition(c, operation, Where(p));
+  c = scu.negotiateAssociation();
+  if (c.bad()) return FromCondition(c, operation, Where(p));
+  return Status::Ok();
+}
+
+void Release(DcmSCU& scu) {
+  if (!scu.isConnected()) return;
+  if (scu.releaseAssociation().bad() || scu.isConnected()) scu.abortAssociation();
+}
+
+std::string Attr(DcmItem& item, const DcmTagKey& tag) {
+  OFString v;
+  if (item.findAndGetOFStringArray(tag, v).good()) return text::SanitizeUtf8(text::Trim(v.c_str()));
+  return "";
+}
+
+std::optional<int64_t> GetInt(DcmItem& item, const DcmTagKey& tag) {
+  std::string s = Attr(item, tag);
+  if (s.empty()) return std::nullopt;
+  try {
+    return std::stoll(s);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+// C-FIND collecting every pending dataset; the final status decides success.
+class FindScu : public DcmSCU {
+ public:
+  std::vector<std::unique_ptr<DcmDataset>> results;
+  Uint16 final_status = 0xFFFF;
+
+ protected:
+  OFCondition handleFINDResponse(const T_ASC_PresentationContextID, QRResponse* r, OFBool& more) override {
+    if (DICOM_PENDING_STATUS(r->m_status)) {
+      if (r->m_dataset) {
+        auto ds = std::make_unique<DcmDataset>(*r->m_dataset);
+        // Orthanc answers in Latin-1 whatever we ask for: always convert.
+        ds->convertToUTF8();
+        results.push_back(std::move(ds));
+      }
+      more = OFTrue;
+    } else {
+      final_status = r->m_status;
+      more = OFFalse;
+    }
+    return EC_Normal;
+  }
+};
+
+Result<std::vector<std::unique_ptr<DcmDataset>>> RunFind(const DimsePeer& p, DcmDataset& keys) {
+  FindScu scu;
+  Configure(scu, p);
+  scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, List(kQueryTransferSyntaxes, 2));
+  SI_RETURN_IF_ERROR(Connect(scu, p, "C-FIND"));
+  T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, "");
+  if (pc == 0) {
+    Release(scu);
+    return Status(ErrorCode::kBadGateway, "C-FIND: " + Where(p) + " does not support Study Root C-FIND");
+  }
+  OFCondition c = scu.sendFINDRequest(pc, &keys, nullptr);
+  Release(scu);
+  if (c.bad()) return FromCondition(c, "C-FIND", Where(p));
+  if (scu.final_status != STATUS_Success) return FromDimseStatus(scu.final_status, "C-FIND", Where(p));
+  return std::move(scu.results);
+}
+
+void PutKey(DcmDataset& ds, const DcmTagKey& tag, const std::string& value = "") {
+  ds.putAndInsertString(tag, value.c_str());
+}
+
+}  // namespace
+
+Result<std::vector<StudyRecord>> DcmtkDimseClient::FindStudies(const DimsePeer& peer, const StudyQuery& query) const {
+  DcmDataset keys;
+  PutKey(keys, DCM_QueryRetrieveLevel, "STUDY");
+  PutKey(keys, DCM_SpecificCharacterSet, "ISO_IR 192");
+  PutKey(keys, DCM_StudyInstanceUID, query.study_instance_uid.value_or(""));
+  PutKey(keys, DCM_PatientID, query.patient_id.value_or(""));
+  for (auto& tag : {DCM_PatientName, DCM_StudyDate, DCM_StudyTime, DCM_AccessionNumber, DCM_StudyDescription,
+                    DCM_ReferringPhysicianName, DCM_StudyID, DCM_ModalitiesInStudy, DCM_NumberOfStudyRelatedSeries,
+                    DCM_NumberOfStudyRelatedInstances, DCM_TimezoneOffsetFromUTC})
+    PutKey(keys, tag);
+  auto found = RunFind(peer, keys);
+  if (!found.ok()) return found.status();
+
+  std::vector<StudyRecord> studies;
+  for (auto& ds : *found) {
+    StudyRecord s;
+    s.study_instance_uid = Attr(*ds, DCM_StudyInstanceUID);
+    if (!text::IsValidUid(s.study_instance_uid)) continue;  // a malformed answer is left out, not fatal
+    s.patient_id = Attr(*ds, DCM_PatientID);
+    // A PACS may match PatientID loosely (wildcards, case): keep only exact matches.
+    if (query.patient_id && s.patient_id != *query.patient_id) continue;
+    s.patient_name = Attr(*ds, DCM_PatientName);
+    s.study_date = Attr(*ds, DCM_StudyDate);
+    s.study_time = Attr(*ds, DCM_StudyTime);
+    s.timezone_offset = Attr(*ds, DCM_TimezoneOffsetFromUTC);
+    s.accession_number = Attr(*ds, DCM_AccessionNumber);
+    s.study_id = Attr(*ds, DCM_StudyID);
+    s.description = Attr(*ds, DCM_StudyDescription);
+    s.referring_physician = Attr(*ds, DCM_ReferringPhysicianName);
+    studies.push_back(std::move(s));
+  }
+  // Series details for each study (one association per study keeps each answer small).
+  for (auto& s : studies) {
+    if (!query.include_series) break;
+    DcmDataset sk;
+    PutKey(sk, DCM_QueryRetrieveLevel, "SERIES");
+    PutKey(sk, DCM_SpecificCharacterSet, "ISO_IR 192");
+    PutKey(sk, DCM_StudyInstanceUID, s.study_instance_uid);
+    for (auto& tag : {DCM_SeriesInstanceUID, DCM_Modality, DCM_SeriesNumber, DCM_SeriesDescription,
+                      DCM_BodyPartExamined, DCM_NumberOfSeriesRelatedInstances, DCM_SeriesDate, DCM_SeriesTime})
+      PutKey(sk, tag);
+    auto series = RunFind(peer, sk);
+    if (!series.ok()) return series.status();
+    std::set<std::string> modalities;
+    for (auto& ds : *series) {
+      SeriesRecord r;
+      r.series_instance_uid = Attr(*ds, DCM_SeriesInstanceUID);
+      if (!text::IsValidUid(r.series_instance_uid)) continue;
+      r.modality = Attr(*ds, DCM_Modality);
+      r.series_number = GetInt(*ds, DCM_SeriesNumber);
+      r.description = Attr(*ds, DCM_SeriesDescription);
+      r.body_part_examined = Attr(*ds, DCM_BodyPartExamined);
+      r.series_date = Attr(*ds, DCM_SeriesDate);
+      r.series_time = Attr(*ds, DCM_SeriesTime);
+      auto count = GetInt(*ds, DCM_NumberOfSeriesRelatedInstances);
+      if (!count) {
+        // Not every PACS offers the count (dcmqrscp does not): ask at IMAGE level.
+        RetrieveScope scope{s.study_instance_uid, r.series_instance_uid, std::nullopt};
+        auto images = FindInstances(peer, scope);
+        if (!images.ok()) return images.status();
+        count = static_cast<int64_t>(images->size());
+      }
+      r.number_of_instances = *count;
+      s.number_of_instances += r.number_of_instances;
+      if (!r.modality.empty() && modalities.insert(r.modality).second) s.modalities.push_back(r.modality);
+      s.series.push_back(std::move(r));
+    }
+    std::sort(s.series.begin(), s.series.end(), [](const SeriesRecord& a, const SeriesRecord& b) {
+      return a.series_number.value_or(INT64_MAX) < b.series_number.value_or(INT64_MAX);
+    });
+    s.number_of_series = static_cast<int64_t>(s.series.size());
+  }
+  std::sort(studies.begin(), studies.end(), [](const StudyRecord& a, const StudyRecord& b) {
+    return a.study_date + a.study_time > b.study_date + b.study_time;
+  });
+  return studies;
+}
+
+Result<std::vector<InstanceKey>> DcmtkDimseClient::FindInstances(const DimsePeer& peer, const RetrieveScope& scope) const {
+  DcmDataset keys;
+  PutKey(keys, DCM_QueryRetrieveLevel, "IMAGE");
+  PutKey(keys, DCM_StudyInstanceUID, scope.study_uid);
+  PutKey(keys, DCM_SeriesInstanceUID, scope.series_uid.value_or(""));
+  PutKey(keys, DCM_SOPInstanceUID, scope.sop_uid.value_or(""));
+  PutKey(keys, DCM_SOPClassUID);
+  auto found = RunFind(peer, keys);
+  if (!found.ok()) return found.status();
+  std::vector<InstanceKey> out;
+  for (auto& ds : *found) {
+    InstanceKey k{Attr(*ds, DCM_StudyInstanceUID), Attr(*ds, DCM_SeriesInstanceUID), Attr(*ds, DCM_SOPInstanceUID),
+                  Attr(*ds, DCM_SOPClassUID)};
+    if (!text::IsValidUid(k.sop_uid)) continue;
+    if (!k.study_uid.empty() && k.study_uid != scope.study_uid) continue;
+    if (scope.series_uid && !k.series_uid.empty() && k.series_uid != *scope.series_uid) continue;
+    if (scope.sop_uid && k.sop_uid != *scope.sop_uid) continue;
+    if (k.series_uid.empty()) k.series_uid = scope.series_uid.value_or("");
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+namespace {
+
+void RetrieveKeys(DcmDataset& keys, const RetrieveScope& scope) {
+  PutKey(keys, DCM_QueryRetrieveLevel, scope.sop_uid ? "IMAGE" : scope.series_uid ? "SERIES" : "STUDY");
+  PutKey(keys, DCM_StudyInstanceUID, scope.study_uid);
+  if (scope.series_uid) PutKey(keys, DCM_SeriesInstanceUID, *scope.series_uid);
+  if (scope.sop_uid) PutKey(keys, DCM_SOPInstanceUID, *scope.sop_uid);
+}
+
+class MoveScu : public DcmSCU {
+ public:
+  explicit MoveScu(const std::atomic<bool>& cancel) : cancel_(cancel) {}
+  RetrieveOutcome outcome;
+  bool got_final = false;
+
+ protected:
+  OFCondition handleMOVEResponse(const T_ASC_PresentationContextID pc, RetrieveResponse* r, OFBool& more) override {
+    outcome.completed = r->m_numberOfCompletedSubops;
+    outcome.failed = r->m_numberOfFailedSubops;
+    outcome.warning = r->m_numberOfWarningSubops;
+    if (DICOM_PENDING_STATUS(r->m_status)) {
+      more = OFTrue;
+      if (cancel_ && !cancelled_) {
+        cancelled_ = true;
+        sendCANCELRequest(pc);
+      }
+    } else {
+      outcome.final_status = r->m_status;
+      got_final = true;
+      more = OFFalse;
+    }
+    return EC_Normal;
+  }
+
+ private:
+  const std::atomic<bool>& cancel_;
+  bool cancelled_ = false;
+};
+
+class GetScu : public DcmSCU {
+ public:
+  GetScu(const std::atomic<bool>& cancel, StoreTarget& target, std::filesystem::path temp_dir)
+      : cancel_(cancel), target_(target), temp_dir_(std::move(temp_dir)) {}
+  RetrieveOutcome outcome;
+  bool got_final = false;
+  Status store_error;
+
+ protected:
+  OFCondition handleCGETResponse(const T_ASC_PresentationContextID pc, RetrieveResponse* r, OFBool& more) override {
+    outcome.completed = r->m_numberOfCompletedSubops;
+    outcome.failed = r->m_numberOfFailedSubops;
+    outcome.warning = r->m_numberOfWarningSubops;
+    if (DICOM_PENDING_STATUS(r->m_status)) {
+      more = OFTrue;
+      if (cancel_ && !cancelled_) {
+        cancelled_ = true;
+        sendCANCELRequest(pc);
+      }
+    } else {
+      outcome.final_status = r->m_status;
+      got_final = true;
+      more = OFFalse;
+    }
+    return EC_Normal;
+  }
+
+  // Each received instance: written as a Part 10 file, fsynced, handed to the cache.
+  OFCondition handleSTORERequest(const T_ASC_PresentationContextID, DcmDataset* incoming, OFBool& more,
+                                 Uint16& status) override {
+    more = OFTrue;
+    std::unique_ptr<DcmDataset> ds(incoming);
+    static std::atomic<uint64_t> counter{0};
+    auto temp = temp_dir_ / (".get-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".tmp");
+    DcmFileFormat ff(ds.get());
+    E_TransferSyntax xfer = ds->getOriginalXfer();
+    if (xfer == EXS_Unknown) xfer = EXS_LittleEndianExplicit;
+    OFCondition c = ff.saveFile(temp.c_str(), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange);
+    if (c.good()) {
+      int fd = ::open(temp.c_str(), O_RDONLY);
+      if (fd >= 0) {
+        ::fsync(fd);
+        ::close(fd);
+      }
+      Status s = target_.Accept(temp);
+      status = s.ok() ? STATUS_Success : STATUS_STORE_Refused_OutOfResources;
+      if (!s.ok() && store_error.ok()) store_error = s;
+    } else {
+      status = STATUS_STORE_Refused_OutOfResources;
+      if (store_error.ok()) store_error = IoError(std::string("cannot write a received instance: ") + c.text());
+    }
+    return EC_Normal;
+  }
+
+ private:
+  const std::atomic<bool>& cancel_;
+  StoreTarget& target_;
+  std::filesystem::path temp_dir_;
+  bool cancelled_ = false;
+};
+
+}  // namespace
+
+Result<RetrieveOutcome> DcmtkDimseClient::Move(const DimsePeer& peer, const RetrieveScope& scope,
+                                               const std::atomic<bool>& cancel) const {
+  MoveScu scu(cancel);
+  Configure(scu, peer);
+  scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, List(kQueryTransferSyntaxes, 2));
+  SI_RETURN_IF_ERROR(Connect(scu, peer, "C-MOVE"));
+  T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
+  if (pc == 0) {
+    Release(scu);
+    return Status(ErrorCode::kBadGateway, "C-MOVE: " + Where(peer) + " does not support Study Root C-MOVE");
+  }
+  DcmDataset keys;
+  RetrieveKeys(keys, scope);
+  OFCondition c = scu.sendMOVERequest(pc, peer.calling_ae.c_str(), &keys, nullptr);
+  Release(scu);
+  if (c.bad()) return FromCondition(c, "C-MOVE", Where(peer));
+  if (!scu.got_final) return Status(ErrorCode::kBadGateway, "C-MOVE: " + Where(peer) + " ended without a final response");
+  if (scu.outcome.final_status != STATUS_Success && scu.outcome.final_status != STATUS_MOVE_Warning_SubOperationsCompleteOneOrMoreFailures)
+    return FromDimseStatus(scu.outcome.final_status, "C-MOVE", Where(peer));
+  return scu.outcome;
+}
+
+Result<RetrieveOutcome> DcmtkDimseClient::Get(const DimsePeer& peer, const RetrieveScope& scope,
+                                              const std::vector<std::string>& sop_classes, StoreTarget& target,
+                                              const std::atomic<bool>& cancel) const {
+  GetScu scu(cancel, target, target.TempDir());
+  Configure(scu, peer);
+  scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, List(kQueryTransferSyntaxes, 2));
+  // The SCP role for each storage class the PACS may send: the classes its C-FIND
+  // reported, else the common ones (at most 128 contexts in all).
+  std::vector<std::string> classes = sop_classes;
+  if (classes.empty())
+    for (int i = 0; i < numberOfDcmLongSCUStorageSOPClassUIDs && i < 100; ++i) classes.push_back(dcmLongSCUStorageSOPClassUIDs[i]);
+  auto storage = List(kStorageTransferSyntaxes, sizeof kStorageTransferSyntaxes / sizeof *kStorageTransferSyntaxes);
+  for (size_t i = 0; i < classes.size() && i < 120; ++i)
+    scu.addPresentationContext(classes[i].c_str(), storage, ASC_SC_ROLE_SCP);
+  SI_RETURN_IF_ERROR(Connect(scu, peer, "C-GET"));
+  T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
+  if (pc == 0) {
+    Release(scu);
+    return Status(ErrorCode::kBadGateway, "C-GET: " + Where(peer) + " does not support Study Root C-GET");
+  }
+  DcmDataset keys;
+  RetrieveKeys(keys, scope);
+  OFCondition c = scu.sendCGETRequest(pc, &keys, nullptr);
+  Release(scu);
+  if (c.bad()) return FromCondition(c, "C-GET", Where(peer));
+  if (!scu.store_error.ok()) return scu.store_error;
+  if (!scu.got_final) return Status(ErrorCode::kBadGateway, "C-GET: " + Where(peer) + " ended without a final response");
+  if (scu.outcome.final_status != STATUS_Success && scu.outcome.final_status != STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures)
+    return FromDimseStatus(scu.outcome.final_status, "C-GET", Where(peer));
+  return scu.outcome;
+}
+
+}  // namespace si::dimse
