@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <random>
 
 #include "dimse/dimse_status.h"
@@ -234,9 +235,30 @@ void RetrieveKeys(DcmDataset& keys, const RetrieveScope& scope) {
   if (scope.sop_uid) PutKey(keys, DCM_SOPInstanceUID, *scope.sop_uid);
 }
 
+// Cancels when asked to, or when the whole operation outlives its deadline (a PACS
+// that keeps sending PENDING forever).
+class CancelPolicy {
+ public:
+  CancelPolicy(const std::atomic<bool>& cancel, int timeout_seconds)
+      : cancel_(cancel), deadline_(std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds)) {}
+  bool ShouldCancel() {
+    if (cancelled_) return false;
+    if (std::chrono::steady_clock::now() > deadline_) timed_out = true;
+    if (cancel_ || timed_out) cancelled_ = true;
+    return cancelled_;
+  }
+  bool timed_out = false;
+
+ private:
+  const std::atomic<bool>& cancel_;
+  std::chrono::steady_clock::time_point deadline_;
+  bool cancelled_ = false;
+};
+
 class MoveScu : public DcmSCU {
  public:
-  explicit MoveScu(const std::atomic<bool>& cancel) : cancel_(cancel) {}
+  MoveScu(const std::atomic<bool>& cancel, int timeout_seconds) : policy(cancel, timeout_seconds) {}
+  CancelPolicy policy;
   RetrieveOutcome outcome;
   bool got_final = false;
 
@@ -247,10 +269,7 @@ class MoveScu : public DcmSCU {
     outcome.warning = r->m_numberOfWarningSubops;
     if (DICOM_PENDING_STATUS(r->m_status)) {
       more = OFTrue;
-      if (cancel_ && !cancelled_) {
-        cancelled_ = true;
-        sendCANCELRequest(pc);
-      }
+      if (policy.ShouldCancel()) sendCANCELRequest(pc);
     } else {
       outcome.final_status = r->m_status;
       got_final = true;
@@ -258,16 +277,13 @@ class MoveScu : public DcmSCU {
     }
     return EC_Normal;
   }
-
- private:
-  const std::atomic<bool>& cancel_;
-  bool cancelled_ = false;
 };
 
 class GetScu : public DcmSCU {
  public:
-  GetScu(const std::atomic<bool>& cancel, StoreTarget& target, std::filesystem::path temp_dir)
-      : cancel_(cancel), target_(target), temp_dir_(std::move(temp_dir)) {}
+  GetScu(const std::atomic<bool>& cancel, int timeout_seconds, StoreTarget& target, std::filesystem::path temp_dir)
+      : policy(cancel, timeout_seconds), target_(target), temp_dir_(std::move(temp_dir)) {}
+  CancelPolicy policy;
   RetrieveOutcome outcome;
   bool got_final = false;
   Status store_error;
@@ -279,10 +295,7 @@ class GetScu : public DcmSCU {
     outcome.warning = r->m_numberOfWarningSubops;
     if (DICOM_PENDING_STATUS(r->m_status)) {
       more = OFTrue;
-      if (cancel_ && !cancelled_) {
-        cancelled_ = true;
-        sendCANCELRequest(pc);
-      }
+      if (policy.ShouldCancel()) sendCANCELRequest(pc);
     } else {
       outcome.final_status = r->m_status;
       got_final = true;
@@ -319,17 +332,15 @@ class GetScu : public DcmSCU {
   }
 
  private:
-  const std::atomic<bool>& cancel_;
   StoreTarget& target_;
   std::filesystem::path temp_dir_;
-  bool cancelled_ = false;
 };
 
 }  // namespace
 
 Result<RetrieveOutcome> DcmtkDimseClient::Move(const DimsePeer& peer, const RetrieveScope& scope,
                                                const std::atomic<bool>& cancel) const {
-  MoveScu scu(cancel);
+  MoveScu scu(cancel, peer.operation_timeout_seconds);
   Configure(scu, peer);
   scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, List(kQueryTransferSyntaxes, 2));
   SI_RETURN_IF_ERROR(Connect(scu, peer, "C-MOVE"));
@@ -343,6 +354,9 @@ Result<RetrieveOutcome> DcmtkDimseClient::Move(const DimsePeer& peer, const Retr
   OFCondition c = scu.sendMOVERequest(pc, peer.calling_ae.c_str(), &keys, nullptr);
   Release(scu);
   if (c.bad()) return FromCondition(c, "C-MOVE", Where(peer));
+  if (scu.policy.timed_out)
+    return Status(ErrorCode::kGatewayTimeout, "C-MOVE: " + Where(peer) + " did not finish within " +
+                                                  std::to_string(peer.operation_timeout_seconds) + " s; cancelled");
   if (!scu.got_final) return Status(ErrorCode::kBadGateway, "C-MOVE: " + Where(peer) + " ended without a final response");
   if (scu.outcome.final_status != STATUS_Success && scu.outcome.final_status != STATUS_MOVE_Warning_SubOperationsCompleteOneOrMoreFailures)
     return FromDimseStatus(scu.outcome.final_status, "C-MOVE", Where(peer));
@@ -352,7 +366,7 @@ Result<RetrieveOutcome> DcmtkDimseClient::Move(const DimsePeer& peer, const Retr
 Result<RetrieveOutcome> DcmtkDimseClient::Get(const DimsePeer& peer, const RetrieveScope& scope,
                                               const std::vector<std::string>& sop_classes, StoreTarget& target,
                                               const std::atomic<bool>& cancel) const {
-  GetScu scu(cancel, target, target.TempDir());
+  GetScu scu(cancel, peer.operation_timeout_seconds, target, target.TempDir());
   Configure(scu, peer);
   scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, List(kQueryTransferSyntaxes, 2));
   // The SCP role for each storage class the PACS may send: the classes its C-FIND
@@ -374,6 +388,9 @@ Result<RetrieveOutcome> DcmtkDimseClient::Get(const DimsePeer& peer, const Retri
   OFCondition c = scu.sendCGETRequest(pc, &keys, nullptr);
   Release(scu);
   if (c.bad()) return FromCondition(c, "C-GET", Where(peer));
+  if (scu.policy.timed_out)
+    return Status(ErrorCode::kGatewayTimeout, "C-GET: " + Where(peer) + " did not finish within " +
+                                                  std::to_string(peer.operation_timeout_seconds) + " s; cancelled");
   if (!scu.store_error.ok()) return scu.store_error;
   if (!scu.got_final) return Status(ErrorCode::kBadGateway, "C-GET: " + Where(peer) + " ended without a final response");
   if (scu.outcome.final_status != STATUS_Success && scu.outcome.final_status != STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures)

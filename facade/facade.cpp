@@ -81,10 +81,23 @@ std::string RandomBoundary() {
 // Writes one instance file as a multipart part, in bounded reads.
 class MultipartSink final : public InstanceSink {
  public:
-  MultipartSink(ResponseChannel& out, std::string boundary) : out_(out), boundary_(std::move(boundary)) {}
+  // The head goes out with the first instance, so a source that fails before
+  // delivering anything still gets a proper error status instead of a cut 200.
+  MultipartSink(ResponseChannel& out, std::string boundary, HeaderList head)
+      : out_(out), boundary_(std::move(boundary)), head_(std::move(head)) {}
+  bool started() const { return started_; }
+  Status Start() {
+    if (started_) return Status::Ok();
+    started_ = true;
+    return out_.BeginChunked(200, head_);
+  }
   Status OnInstance(const StoredInstance& instance) override {
     int fd = ::open(instance.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return IoError("instance file vanished");
+    if (Status s = Start(); !s.ok()) {
+      ::close(fd);
+      return s;
+    }
     std::string head = "--" + boundary_ + "\r\nContent-Type: application/dicom; transfer-syntax=" +
                        instance.transfer_syntax_uid + "\r\nContent-Length: " + std::to_string(instance.size_bytes) +
                        "\r\n\r\n";
@@ -120,6 +133,8 @@ class MultipartSink final : public InstanceSink {
  private:
   ResponseChannel& out_;
   std::string boundary_;
+  HeaderList head_;
+  bool started_ = false;
   int parts_ = 0;
 };
 
@@ -292,12 +307,17 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
   }
   std::string boundary = RandomBoundary();
   h.emplace_back("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
-  if (!out.BeginChunked(200, h).ok()) return;
-  MultipartSink sink(out, boundary);
+  MultipartSink sink(out, boundary, h);
   Status s = tenant.source->Retrieve(*plan, sink);
+  if (!s.ok() && !sink.started()) {
+    // Nothing went out yet: say what failed (PACS down, timeout) with a real status.
+    if (!out.ClientGone()) SendWadoError(request, out, s);
+    return;
+  }
   // The closing boundary only when every planned instance went out: a client must
   // never mistake a partial study for a whole one.
   if (s.ok() && sink.parts() == static_cast<int>(plan->size())) s = out.WriteChunk("--" + boundary + "--\r\n");
+  else if (s.ok()) s = Status(ErrorCode::kBadGateway, "fewer instances than planned");
   if (s.ok()) s = out.EndChunked();
   if (!s.ok()) {
     if (!out.ClientGone()) log::Warn("wado", "retrieval failed after the response started: " + s.message());

@@ -1226,7 +1226,7 @@ Status HttpServer::Start() {
                    ": " + e.what());
   }
   impl_->running = true;
-  log::Info("http", "listening on " + opt.bind_address + ":" + std::to_string(impl_->port));
+  log::Info("http", "socket bound to " + opt.bind_address + ":" + std::to_string(impl_->port));
   return Status::Ok();
 }
 
