@@ -5,7 +5,7 @@
 
 namespace si::schema {
 
-inline constexpr std::array<const char*, 3> kIndexMigrations = {
+inline constexpr std::array<const char*, 4> kIndexMigrations = {
     // 1: folder index
     R"SQL(
 CREATE TABLE files (
@@ -68,6 +68,13 @@ CREATE TABLE complete_scopes (
   scope_key TEXT PRIMARY KEY,      -- "study:UID" or "series:UID"
   expected INTEGER NOT NULL,       -- instance count the PACS reported
   completed_at INTEGER NOT NULL
+);
+)SQL",
+    // 4: least-recently-used bookkeeping for the cache budget
+    R"SQL(
+CREATE TABLE study_access (
+  study_uid TEXT PRIMARY KEY,
+  last_access INTEGER NOT NULL
 );
 )SQL",
 };

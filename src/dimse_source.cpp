@@ -49,14 +49,15 @@ struct DimseSource::Job {
 
 DimseSource::DimseSource(DimsePeer peer, RetrievalMode mode, int max_associations, const DimseClient& client,
                          const InstanceParser& parser, std::unique_ptr<FolderIndex> cache,
-                         std::filesystem::path cache_root)
+                         std::filesystem::path cache_root, int64_t cache_max_bytes)
     : peer_(std::move(peer)),
       mode_(mode),
       client_(client),
       parser_(parser),
       cache_(std::move(cache)),
       cache_root_(std::move(cache_root)),
-      max_associations_(std::max(1, max_associations)) {
+      max_associations_(std::max(1, max_associations)),
+      cache_max_bytes_(cache_max_bytes) {
   std::error_code ec;
   std::filesystem::create_directories(TempDir(), ec);
   // Half-received files of a previous run are never instances.
@@ -202,6 +203,7 @@ void DimseSource::RunJob(std::shared_ptr<Job> job) const {
   if (job->result.ok() && !job->scope.sop_uid) {
     cache_->MarkComplete(job->key, static_cast<int64_t>(job->expected.size())).ok();
   }
+  EvictIfNeeded();
   log::Info("dimse", std::string(mode_ == RetrievalMode::kMove ? "C-MOVE " : "C-GET ") + job->key.substr(0, job->key.find(':')) +
                          " from " + peer_.called_ae + "@" + peer_.host + ":" + std::to_string(peer_.port) + ": " +
                          std::to_string(job->expected.size() - missing) + "/" + std::to_string(job->expected.size()) +
@@ -214,7 +216,52 @@ void DimseSource::RunJob(std::shared_ptr<Job> job) const {
   arrived_.notify_all();
 }
 
+// Marks a study as being streamed for the lifetime of one Retrieve.
+class DimseSource::InUse {
+ public:
+  InUse(const DimseSource& source, std::string study) : source_(source), study_(std::move(study)) {
+    std::lock_guard<std::mutex> lock(source_.mutex_);
+    ++source_.in_use_[study_];
+  }
+  ~InUse() {
+    {
+      std::lock_guard<std::mutex> lock(source_.mutex_);
+      if (--source_.in_use_[study_] == 0) source_.in_use_.erase(study_);
+    }
+    source_.cache_->TouchStudy(study_).ok();
+    source_.EvictIfNeeded();
+  }
+
+ private:
+  const DimseSource& source_;
+  std::string study_;
+};
+
+void DimseSource::EvictIfNeeded() const {
+  if (cache_max_bytes_ <= 0 || cache_->TotalBytes() <= cache_max_bytes_) return;
+  auto order = cache_->StudiesLeastRecentlyUsed();
+  if (!order.ok()) return;
+  for (auto& study : *order) {
+    if (cache_->TotalBytes() <= cache_max_bytes_) break;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (in_use_.count(study)) continue;
+      bool retrieving = std::any_of(jobs_.begin(), jobs_.end(), [&](auto& j) { return j.second->scope.study_uid == study; });
+      if (retrieving) continue;
+    }
+    auto paths = cache_->RemoveStudy(study);
+    if (!paths.ok()) continue;
+    std::error_code ec;
+    for (auto& p : *paths) std::filesystem::remove(p, ec);
+    std::filesystem::remove_all(cache_root_ / study, ec);
+    log::Info("dimse", "evicted a study of " + std::to_string(paths->size()) + " instances (cache budget " +
+                           std::to_string(cache_max_bytes_) + " bytes)");
+  }
+}
+
 Status DimseSource::Retrieve(const std::vector<StoredInstance>& plan, InstanceSink& sink) const {
+  if (plan.empty()) return Status::Ok();
+  InUse in_use(*this, plan.front().study_uid);
   std::vector<StoredInstance> pending;
   for (auto& i : plan) {
     if (!i.path.empty()) {

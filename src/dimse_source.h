@@ -85,7 +85,8 @@ class DimseSource final : public ImageSource, public StoreTarget {
  public:
   // cache_root holds the instance files; the index is opened by the caller over it.
   DimseSource(DimsePeer peer, RetrievalMode mode, int max_associations, const DimseClient& client,
-              const InstanceParser& parser, std::unique_ptr<FolderIndex> cache, std::filesystem::path cache_root);
+              const InstanceParser& parser, std::unique_ptr<FolderIndex> cache, std::filesystem::path cache_root,
+              int64_t cache_max_bytes = 0);
   ~DimseSource() override;
 
   Result<std::vector<StudyRecord>> FindStudies(const StudyQuery& query) const override;
@@ -105,6 +106,9 @@ class DimseSource final : public ImageSource, public StoreTarget {
   std::shared_ptr<Job> JoinOrStart(const RetrieveScope& scope, const std::vector<StoredInstance>& plan) const;
   void RunJob(std::shared_ptr<Job> job) const;
   bool IsCachedComplete(const RetrieveScope& scope) const;
+  // Least recently used studies go first; never one being streamed or retrieved.
+  void EvictIfNeeded() const;
+  class InUse;
 
   const DimsePeer peer_;
   const RetrievalMode mode_;
@@ -120,6 +124,8 @@ class DimseSource final : public ImageSource, public StoreTarget {
   const int max_associations_;
   mutable std::condition_variable slot_free_;
   mutable std::atomic<int> retrievals_started_{0};
+  const int64_t cache_max_bytes_;                      // 0: unlimited
+  mutable std::map<std::string, int> in_use_;          // streams per study; guarded by mutex_
   mutable int active_jobs_ = 0;                        // job threads alive; guarded by mutex_
   std::atomic<bool> stopping_{false};
 };

@@ -261,6 +261,61 @@ int64_t FolderIndex::CountInstances(const std::string& study_uid, const std::opt
   return st.Step() ? st.Int(0) : 0;
 }
 
+int64_t FolderIndex::TotalBytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sql::Statement st(db_, "SELECT COALESCE(SUM(size),0) FROM instances");
+  return st.ok() && st.Step() ? st.Int(0) : 0;
+}
+
+Status FolderIndex::TouchStudy(const std::string& study_uid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sql::Statement st(db_, "INSERT OR REPLACE INTO study_access(study_uid,last_access) VALUES(?,?)");
+  SI_RETURN_IF_ERROR(st.PrepareStatus());
+  return st.Bind(1, study_uid).Bind(2, clock_.NowSeconds()).Run();
+}
+
+Result<std::vector<std::string>> FolderIndex::StudiesLeastRecentlyUsed() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sql::Statement st(db_,
+      "SELECT s.study_uid FROM studies s LEFT JOIN study_access a ON a.study_uid=s.study_uid "
+      "ORDER BY COALESCE(a.last_access, s.first_seen), s.first_seen");
+  SI_RETURN_IF_ERROR(st.PrepareStatus());
+  std::vector<std::string> out;
+  while (st.Step()) out.push_back(st.Text(0));
+  return out;
+}
+
+Result<std::vector<std::string>> FolderIndex::RemoveStudy(const std::string& study_uid) {
+  std::lock_guard<std::mutex> scan_lock(scan_mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::string> paths;
+  {
+    sql::Statement st(db_, "SELECT path FROM instances WHERE study_uid=?");
+    SI_RETURN_IF_ERROR(st.PrepareStatus());
+    st.Bind(1, study_uid);
+    while (st.Step()) paths.push_back(st.Text(0));
+  }
+  SI_RETURN_IF_ERROR(sql::Exec(db_, "BEGIN"));
+  Status status;
+  for (const char* q : {"DELETE FROM complete_scopes WHERE scope_key='study:'||?1 OR scope_key IN "
+                        "(SELECT 'series:'||series_uid FROM series WHERE study_uid=?1)",
+                        "DELETE FROM files WHERE path IN (SELECT path FROM instances WHERE study_uid=?1)",
+                        "DELETE FROM instances WHERE study_uid=?1", "DELETE FROM series WHERE study_uid=?1",
+                        "DELETE FROM studies WHERE study_uid=?1", "DELETE FROM study_access WHERE study_uid=?1"}) {
+    sql::Statement st(db_, q);
+    status = st.PrepareStatus();
+    if (status.ok()) status = st.Bind(1, study_uid).Run();
+    if (!status.ok()) break;
+  }
+  if (!status.ok()) {
+    sql::Exec(db_, "ROLLBACK").ok();
+    return status;
+  }
+  SI_RETURN_IF_ERROR(sql::Exec(db_, "COMMIT"));
+  for (auto& p : paths) known_.erase(p);
+  return paths;
+}
+
 Result<std::vector<StudyRecord>> FolderIndex::FindStudies(const StudyQuery& query) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string sql =

@@ -77,6 +77,13 @@ class FolderIndex {
   std::optional<int64_t> CompleteExpected(const std::string& scope_key) const;
   int64_t CountInstances(const std::string& study_uid, const std::optional<std::string>& series_uid) const;
 
+  // Cache budget support: bytes stored, studies least recently used first, and
+  // removal of a whole study (rows and completeness); returns its file paths.
+  int64_t TotalBytes() const;
+  Status TouchStudy(const std::string& study_uid);
+  Result<std::vector<std::string>> StudiesLeastRecentlyUsed() const;
+  Result<std::vector<std::string>> RemoveStudy(const std::string& study_uid);
+
   const std::filesystem::path& root() const { return root_; }
 
  private:

@@ -54,6 +54,7 @@ const Setting kServeSettings[] = {
     {"dimse-dir", "DIMSE_DIR", "./var/cache", "cache and index directory"},
     {"dimse-port", "DIMSE_PORT", "30104", "port of our Storage SCP (DIMSE tenants)"},
     {"token-ttl", "TOKEN_TTL", "86400", "study token lifetime in seconds"},
+    {"cache-max-bytes", "CACHE_MAX_BYTES", "10G", "DIMSE instance cache budget (bytes, or with K/M/G); 0 is unlimited"},
     {"dyn-config", "DYN_CONFIG", "0", "1 enables /dyn/{base64url-config} tenants"},
     {"dyn-allow-hosts", "DYN_ALLOW_HOSTS", "", "comma-separated upstream hosts /dyn/ tenants may use"},
     {"dicom-tz", "DICOM_TZ", "", "UTC offset (+HH:MM) assumed for DICOM times without one (default: this machine's)"},
@@ -189,6 +190,19 @@ int Serve(const std::map<std::string, std::string>& flags) {
   // Tenants that read the same folder share one index and one rescanner.
   std::map<std::string, std::shared_ptr<si::FolderSource>> folders;
   std::mutex folders_mutex;
+  int64_t cache_max_bytes = 0;
+  {
+    std::string b = v["cache-max-bytes"];
+    char* e = nullptr;
+    double n = std::strtod(b.c_str(), &e);
+    std::string unit = e ? std::string(e) : "";
+    double scale = unit.empty() ? 1 : unit == "K" ? 1024.0 : unit == "M" ? 1048576.0 : unit == "G" ? 1073741824.0 : -1;
+    if (b.empty() || e == b.c_str() || scale < 0 || n < 0) {
+      std::fprintf(stderr, "smart-imaging: invalid cache-max-bytes '%s'\n", b.c_str());
+      return 2;
+    }
+    cache_max_bytes = static_cast<int64_t>(n * scale);
+  }
   si::dimse::DcmtkDimseClient dimse_client;
   // DIMSE tenants by their AE title: the Storage SCP routes incoming instances there.
   std::map<std::string, std::shared_ptr<si::DimseSource>> dimse_by_ae;
@@ -219,7 +233,7 @@ int Serve(const std::map<std::string, std::string>& flags) {
       if (!index.ok()) return index.status();
       auto source = std::make_shared<si::DimseSource>(
           peer, t.retrieval == "c-get" ? si::RetrievalMode::kGet : si::RetrievalMode::kMove, t.max_associations,
-          dimse_client, parser, std::move(index).value(), root);
+          dimse_client, parser, std::move(index).value(), root, cache_max_bytes);
       dimse_by_peer[peer_key] = source;
       if (!dimse_by_ae.count(t.ae)) dimse_by_ae[t.ae] = source;
       return std::shared_ptr<si::ImageSource>(source);
