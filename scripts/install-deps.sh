@@ -4,7 +4,8 @@
 set -euo pipefail
 packages=(cmake g++ make pkg-config git ca-certificates curl
           libdcmtk-dev dcmtk libpistache-dev rapidjson-dev libcjose-dev libjansson-dev
-          libcurl4-openssl-dev libsqlite3-dev libssl-dev libgtest-dev)
+          libcurl4-openssl-dev libsqlite3-dev libssl-dev libgtest-dev
+          orthanc orthanc-dicomweb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,4 +17,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # Orthanc is a test peer, started by the tests themselves: never as a system service.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet orthanc 2>/dev/null; then systemctl stop orthanc || true; fi
 fi
