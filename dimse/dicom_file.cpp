@@ -1,5 +1,7 @@
 #include "dimse/dicom_file.h"
 
+#include "dimse/charset.h"
+
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -74,7 +76,7 @@ Result<ParsedInstance> DcmtkInstanceParser::Parse(const std::filesystem::path& f
   ParsedInstance p;
   // Convert text to UTF-8 first so every string we index is readable. Character
   // sets iconv lacks (ISO 2022 IR 87) fail here; the values are then sanitized.
-  bool converted = ds.convertToUTF8().good();
+  bool converted = ConvertItemToUtf8(ds);
 
   p.instance.sop_instance_uid = Get(ds, DCM_SOPInstanceUID);
   p.instance.sop_class_uid = Get(ds, DCM_SOPClassUID);

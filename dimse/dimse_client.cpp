@@ -13,6 +13,7 @@
 #include <chrono>
 #include <random>
 
+#include "dimse/charset.h"
 #include "dimse/dimse_status.h"
 #include "src/text.h"
 
@@ -90,7 +91,7 @@ class FindScu : public DcmSCU {
       if (r->m_dataset) {
         auto ds = std::make_unique<DcmDataset>(*r->m_dataset);
         // Orthanc answers in Latin-1 whatever we ask for: always convert.
-        ds->convertToUTF8();
+        ConvertItemToUtf8(*ds);
         results.push_back(std::move(ds));
       }
       more = OFTrue;

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(cmake g++ make pkg-config git ca-certificates curl
           libdcmtk-dev dcmtk libpistache-dev rapidjson-dev libcjose-dev libjansson-dev
-          libcurl4-openssl-dev libsqlite3-dev libssl-dev libgtest-dev
+          libcurl4-openssl-dev libsqlite3-dev libssl-dev libgtest-dev python3-pydicom
           orthanc orthanc-dicomweb)
 missing=()
 for p in "${packages[@]}"; do
