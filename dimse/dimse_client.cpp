@@ -305,7 +305,7 @@ class GetScu : public DcmSCU {
     return EC_Normal;
   }
 
-  // Each received instance: written as a Part 10 file, fsynced, handed to the cache.
+  // Each received instance: written as a Part 10 file and handed to the cache (which fsyncs it).
   OFCondition handleSTORERequest(const T_ASC_PresentationContextID, DcmDataset* incoming, OFBool& more,
                                  Uint16& status) override {
     more = OFTrue;
@@ -317,11 +317,6 @@ class GetScu : public DcmSCU {
     if (xfer == EXS_Unknown) xfer = EXS_LittleEndianExplicit;
     OFCondition c = ff.saveFile(temp.c_str(), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange);
     if (c.good()) {
-      int fd = ::open(temp.c_str(), O_RDONLY);
-      if (fd >= 0) {
-        ::fsync(fd);
-        ::close(fd);
-      }
       Status s = target_.Accept(temp);
       status = s.ok() ? STATUS_Success : STATUS_STORE_Refused_OutOfResources;
       if (!s.ok() && store_error.ok()) store_error = s;

@@ -38,11 +38,6 @@ class StoreAssociation final : public DcmThreadSCP {
     OFCondition c = receiveSTORERequest(rq, info.presentationContextID, OFString(temp.c_str()));
     Uint16 status = STATUS_Success;
     if (c.good()) {
-      int fd = ::open(temp.c_str(), O_RDONLY);
-      if (fd >= 0) {
-        ::fsync(fd);
-        ::close(fd);
-      }
       Status s = target_->Accept(temp);
       if (!s.ok()) {
         log::Warn("scp", std::string("refused a received instance: ") + s.message());

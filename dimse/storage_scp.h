@@ -1,8 +1,8 @@
 #pragma once
 // Our Storage SCP, the destination of C-MOVEs: listens on DIMSE_PORT, accepts many
 // concurrent associations (one joined thread each; DCMTK's DcmSCPPool leaks them),
-// writes each instance bit-preserving to a temporary file, fsyncs it and hands it
-// to the StoreTarget registered for the called AE title.
+// writes each instance bit-preserving to a temporary file and hands it
+// to the StoreTarget registered for the called AE title (which makes it durable).
 #include <atomic>
 #include <functional>
 #include <list>

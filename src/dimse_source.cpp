@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "src/log.h"
 #include "src/text.h"
 
@@ -58,6 +61,7 @@ DimseSource::DimseSource(DimsePeer peer, RetrievalMode mode, int max_association
       cache_root_(std::move(cache_root)),
       max_associations_(std::max(1, max_associations)),
       cache_max_bytes_(cache_max_bytes) {
+  ingest_thread_ = std::thread([this] { IngestLoop(); });
   std::error_code ec;
   std::filesystem::create_directories(TempDir(), ec);
   // Half-received files of a previous run are never instances.
@@ -76,6 +80,13 @@ DimseSource::~DimseSource() {
   for (auto& [key, job] : jobs_) job->cancel = true;
   slot_free_.notify_all();
   arrived_.wait(lock, [&] { return active_jobs_ == 0; });
+  lock.unlock();
+  {
+    std::lock_guard<std::mutex> ingest_lock(ingest_mutex_);
+    ingest_stop_ = true;
+  }
+  ingest_wake_.notify_all();
+  ingest_thread_.join();
 }
 
 Result<std::vector<StudyRecord>> DimseSource::FindStudies(const StudyQuery& query) const {
@@ -181,6 +192,8 @@ void DimseSource::RunJob(std::shared_ptr<Job> job) const {
     }
     outcome = client_.Get(peer_, job->scope, classes, *const_cast<DimseSource*>(this), job->cancel);
   }
+  // Everything the PACS sent was queued before its final response: let it land.
+  WaitIngestIdle();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   std::unique_lock<std::mutex> lock(mutex_);
@@ -330,9 +343,49 @@ Result<std::vector<std::string>> DimseSource::Metadata(const RetrieveScope& scop
   return metadata;
 }
 
+// Receiving and indexing overlap: the association thread only queues the file and
+// answers the PACS, which sends the next instance while this thread fsyncs, parses,
+// renames and indexes the previous one. The PACS keeps its copy, so answering
+// before the cache copy is durable loses nothing.
 Status DimseSource::Accept(const std::filesystem::path& complete_file) {
-  auto parsed = parser_.Parse(complete_file);
+  {
+    std::lock_guard<std::mutex> lock(ingest_mutex_);
+    ingest_queue_.push_back(complete_file);
+  }
+  ingest_wake_.notify_one();
+  return Status::Ok();
+}
+
+void DimseSource::IngestLoop() {
+  std::unique_lock<std::mutex> lock(ingest_mutex_);
+  while (true) {
+    ingest_wake_.wait(lock, [&] { return !ingest_queue_.empty() || ingest_stop_; });
+    if (ingest_queue_.empty() && ingest_stop_) return;
+    auto file = ingest_queue_.front();
+    ingest_queue_.pop_front();
+    ++ingest_busy_;
+    lock.unlock();
+    Status s = Ingest(file);
+    if (!s.ok()) log::Warn("dimse", "a received instance was not cached: " + s.message());
+    lock.lock();
+    --ingest_busy_;
+    ingest_idle_.notify_all();
+  }
+}
+
+void DimseSource::WaitIngestIdle() const {
+  std::unique_lock<std::mutex> lock(ingest_mutex_);
+  ingest_idle_.wait(lock, [&] { return ingest_queue_.empty() && ingest_busy_ == 0; });
+}
+
+Status DimseSource::Ingest(const std::filesystem::path& complete_file) {
   std::error_code ec;
+  int fd = ::open(complete_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);  // durable before it is renamed into the cache
+    ::close(fd);
+  }
+  auto parsed = parser_.Parse(complete_file);
   if (!parsed.ok()) {
     std::filesystem::remove(complete_file, ec);
     return parsed.status();

@@ -8,6 +8,7 @@
 // retrievals run against the PACS at once, the rest wait their turn.
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -109,6 +110,9 @@ class DimseSource final : public ImageSource, public StoreTarget {
   // Least recently used studies go first; never one being streamed or retrieved.
   void EvictIfNeeded() const;
   class InUse;
+  void IngestLoop();
+  Status Ingest(const std::filesystem::path& complete_file);
+  void WaitIngestIdle() const;
 
   const DimsePeer peer_;
   const RetrievalMode mode_;
@@ -128,6 +132,14 @@ class DimseSource final : public ImageSource, public StoreTarget {
   mutable std::map<std::string, int> in_use_;          // streams per study; guarded by mutex_
   mutable int active_jobs_ = 0;                        // job threads alive; guarded by mutex_
   std::atomic<bool> stopping_{false};
+
+  mutable std::mutex ingest_mutex_;
+  std::condition_variable ingest_wake_;
+  mutable std::condition_variable ingest_idle_;
+  std::deque<std::filesystem::path> ingest_queue_;  // guarded by ingest_mutex_
+  int ingest_busy_ = 0;                              // guarded by ingest_mutex_
+  bool ingest_stop_ = false;                         // guarded by ingest_mutex_
+  std::thread ingest_thread_;
 };
 
 }  // namespace si
