@@ -15,7 +15,8 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
-export TCP_NODELAY=1   # for Orthanc and the DCMTK command-line baselines
+# Orthanc and the DCMTK command-line baselines get Nagle off too, unless PACS_NAGLE=1 (a PACS left as shipped).
+[ -n "${PACS_NAGLE:-}" ] || export TCP_NODELAY=1
 
 "$bin" samples --out "$work/samples" --seed 11 --scale "$scale" > "$work/samples.txt"
 http=$(free_port); dicom=$(free_port); facade_dimse=$(free_port); facade_get_dimse=$facade_dimse
