@@ -1,6 +1,7 @@
 #include "dimse/dicom_file.h"
 
 #include "dimse/charset.h"
+#include "dimse/dicom_values.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -20,24 +21,6 @@ namespace {
 // Elements above this size stay on disk while we read the header: indexing a
 // 500 MB multi-frame file must not load its pixels.
 constexpr Uint32 kMaxReadLength = 4096;
-
-std::string Get(DcmItem& item, const DcmTagKey& tag) {
-  OFString value;
-  if (item.findAndGetOFStringArray(tag, value).good()) return text::SanitizeUtf8(text::Trim(value.c_str()));
-  return "";
-}
-
-std::optional<int64_t> GetInt(DcmItem& item, const DcmTagKey& tag) {
-  std::string s = Get(item, tag);
-  if (s.empty()) return std::nullopt;
-  try {
-    size_t pos = 0;
-    long long v = std::stoll(s, &pos);
-    return v;
-  } catch (...) {
-    return std::nullopt;
-  }
-}
 
 // Bulk data is not inlined in metadata: pixel data and the like are left out, as
 // PS3.18 allows, so metadata stays small and fast for large series.
@@ -78,30 +61,30 @@ Result<ParsedInstance> DcmtkInstanceParser::Parse(const std::filesystem::path& f
   // sets iconv lacks (ISO 2022 IR 87) fail here; the values are then sanitized.
   bool converted = ConvertItemToUtf8(ds);
 
-  p.instance.sop_instance_uid = Get(ds, DCM_SOPInstanceUID);
-  p.instance.sop_class_uid = Get(ds, DCM_SOPClassUID);
-  p.instance.transfer_syntax_uid = Get(meta, DCM_TransferSyntaxUID);
-  p.instance.instance_number = GetInt(ds, DCM_InstanceNumber);
-  p.instance.number_of_frames = GetInt(ds, DCM_NumberOfFrames).value_or(1);
+  p.instance.sop_instance_uid = TextValue(ds, DCM_SOPInstanceUID);
+  p.instance.sop_class_uid = TextValue(ds, DCM_SOPClassUID);
+  p.instance.transfer_syntax_uid = TextValue(meta, DCM_TransferSyntaxUID);
+  p.instance.instance_number = IntValue(ds, DCM_InstanceNumber);
+  p.instance.number_of_frames = IntValue(ds, DCM_NumberOfFrames).value_or(1);
   p.instance.path = file.string();
   p.instance.size_bytes = static_cast<int64_t>(size);
-  p.series.series_instance_uid = Get(ds, DCM_SeriesInstanceUID);
-  p.series.modality = Get(ds, DCM_Modality);
-  p.series.series_number = GetInt(ds, DCM_SeriesNumber);
-  p.series.description = Get(ds, DCM_SeriesDescription);
-  p.series.body_part_examined = Get(ds, DCM_BodyPartExamined);
-  p.series.series_date = Get(ds, DCM_SeriesDate);
-  p.series.series_time = Get(ds, DCM_SeriesTime);
-  p.study.study_instance_uid = Get(ds, DCM_StudyInstanceUID);
-  p.study.patient_id = Get(ds, DCM_PatientID);
-  p.study.patient_name = Get(ds, DCM_PatientName);
-  p.study.study_date = Get(ds, DCM_StudyDate);
-  p.study.study_time = Get(ds, DCM_StudyTime);
-  p.study.timezone_offset = Get(ds, DCM_TimezoneOffsetFromUTC);
-  p.study.accession_number = Get(ds, DCM_AccessionNumber);
-  p.study.study_id = Get(ds, DCM_StudyID);
-  p.study.description = Get(ds, DCM_StudyDescription);
-  p.study.referring_physician = Get(ds, DCM_ReferringPhysicianName);
+  p.series.series_instance_uid = TextValue(ds, DCM_SeriesInstanceUID);
+  p.series.modality = TextValue(ds, DCM_Modality);
+  p.series.series_number = IntValue(ds, DCM_SeriesNumber);
+  p.series.description = TextValue(ds, DCM_SeriesDescription);
+  p.series.body_part_examined = TextValue(ds, DCM_BodyPartExamined);
+  p.series.series_date = TextValue(ds, DCM_SeriesDate);
+  p.series.series_time = TextValue(ds, DCM_SeriesTime);
+  p.study.study_instance_uid = TextValue(ds, DCM_StudyInstanceUID);
+  p.study.patient_id = TextValue(ds, DCM_PatientID);
+  p.study.patient_name = TextValue(ds, DCM_PatientName);
+  p.study.study_date = TextValue(ds, DCM_StudyDate);
+  p.study.study_time = TextValue(ds, DCM_StudyTime);
+  p.study.timezone_offset = TextValue(ds, DCM_TimezoneOffsetFromUTC);
+  p.study.accession_number = TextValue(ds, DCM_AccessionNumber);
+  p.study.study_id = TextValue(ds, DCM_StudyID);
+  p.study.description = TextValue(ds, DCM_StudyDescription);
+  p.study.referring_physician = TextValue(ds, DCM_ReferringPhysicianName);
 
   if (!text::IsValidUid(p.study.study_instance_uid) || !text::IsValidUid(p.series.series_instance_uid) ||
       !text::IsValidUid(p.instance.sop_instance_uid))

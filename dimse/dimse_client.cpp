@@ -14,6 +14,7 @@
 #include <random>
 
 #include "dimse/charset.h"
+#include "dimse/dicom_values.h"
 #include "dimse/dimse_status.h"
 #include "src/text.h"
 
@@ -61,22 +62,6 @@ Status Connect(DcmSCU& scu, const DimsePeer& p, const char* operation) {
 void Release(DcmSCU& scu) {
   if (!scu.isConnected()) return;
   if (scu.releaseAssociation().bad() || scu.isConnected()) scu.abortAssociation();
-}
-
-std::string Attr(DcmItem& item, const DcmTagKey& tag) {
-  OFString v;
-  if (item.findAndGetOFStringArray(tag, v).good()) return text::SanitizeUtf8(text::Trim(v.c_str()));
-  return "";
-}
-
-std::optional<int64_t> GetInt(DcmItem& item, const DcmTagKey& tag) {
-  std::string s = Attr(item, tag);
-  if (s.empty()) return std::nullopt;
-  try {
-    return std::stoll(s);
-  } catch (...) {
-    return std::nullopt;
-  }
 }
 
 // C-FIND collecting every pending dataset; the final status decides success.
@@ -142,19 +127,19 @@ Result<std::vector<StudyRecord>> DcmtkDimseClient::FindStudies(const DimsePeer& 
   std::vector<StudyRecord> studies;
   for (auto& ds : *found) {
     StudyRecord s;
-    s.study_instance_uid = Attr(*ds, DCM_StudyInstanceUID);
+    s.study_instance_uid = TextValue(*ds, DCM_StudyInstanceUID);
     if (!text::IsValidUid(s.study_instance_uid)) continue;  // a malformed answer is left out, not fatal
-    s.patient_id = Attr(*ds, DCM_PatientID);
+    s.patient_id = TextValue(*ds, DCM_PatientID);
     // A PACS may match PatientID loosely (wildcards, case): keep only exact matches.
     if (query.patient_id && s.patient_id != *query.patient_id) continue;
-    s.patient_name = Attr(*ds, DCM_PatientName);
-    s.study_date = Attr(*ds, DCM_StudyDate);
-    s.study_time = Attr(*ds, DCM_StudyTime);
-    s.timezone_offset = Attr(*ds, DCM_TimezoneOffsetFromUTC);
-    s.accession_number = Attr(*ds, DCM_AccessionNumber);
-    s.study_id = Attr(*ds, DCM_StudyID);
-    s.description = Attr(*ds, DCM_StudyDescription);
-    s.referring_physician = Attr(*ds, DCM_ReferringPhysicianName);
+    s.patient_name = TextValue(*ds, DCM_PatientName);
+    s.study_date = TextValue(*ds, DCM_StudyDate);
+    s.study_time = TextValue(*ds, DCM_StudyTime);
+    s.timezone_offset = TextValue(*ds, DCM_TimezoneOffsetFromUTC);
+    s.accession_number = TextValue(*ds, DCM_AccessionNumber);
+    s.study_id = TextValue(*ds, DCM_StudyID);
+    s.description = TextValue(*ds, DCM_StudyDescription);
+    s.referring_physician = TextValue(*ds, DCM_ReferringPhysicianName);
     studies.push_back(std::move(s));
   }
   // Series details for each study (one association per study keeps each answer small).
@@ -172,15 +157,15 @@ Result<std::vector<StudyRecord>> DcmtkDimseClient::FindStudies(const DimsePeer& 
     std::set<std::string> modalities;
     for (auto& ds : *series) {
       SeriesRecord r;
-      r.series_instance_uid = Attr(*ds, DCM_SeriesInstanceUID);
+      r.series_instance_uid = TextValue(*ds, DCM_SeriesInstanceUID);
       if (!text::IsValidUid(r.series_instance_uid)) continue;
-      r.modality = Attr(*ds, DCM_Modality);
-      r.series_number = GetInt(*ds, DCM_SeriesNumber);
-      r.description = Attr(*ds, DCM_SeriesDescription);
-      r.body_part_examined = Attr(*ds, DCM_BodyPartExamined);
-      r.series_date = Attr(*ds, DCM_SeriesDate);
-      r.series_time = Attr(*ds, DCM_SeriesTime);
-      auto count = GetInt(*ds, DCM_NumberOfSeriesRelatedInstances);
+      r.modality = TextValue(*ds, DCM_Modality);
+      r.series_number = IntValue(*ds, DCM_SeriesNumber);
+      r.description = TextValue(*ds, DCM_SeriesDescription);
+      r.body_part_examined = TextValue(*ds, DCM_BodyPartExamined);
+      r.series_date = TextValue(*ds, DCM_SeriesDate);
+      r.series_time = TextValue(*ds, DCM_SeriesTime);
+      auto count = IntValue(*ds, DCM_NumberOfSeriesRelatedInstances);
       if (!count) {
         // Not every PACS offers the count (dcmqrscp does not): ask at IMAGE level.
         RetrieveScope scope{s.study_instance_uid, r.series_instance_uid, std::nullopt};
@@ -215,8 +200,8 @@ Result<std::vector<InstanceKey>> DcmtkDimseClient::FindInstances(const DimsePeer
   if (!found.ok()) return found.status();
   std::vector<InstanceKey> out;
   for (auto& ds : *found) {
-    InstanceKey k{Attr(*ds, DCM_StudyInstanceUID), Attr(*ds, DCM_SeriesInstanceUID), Attr(*ds, DCM_SOPInstanceUID),
-                  Attr(*ds, DCM_SOPClassUID)};
+    InstanceKey k{TextValue(*ds, DCM_StudyInstanceUID), TextValue(*ds, DCM_SeriesInstanceUID), TextValue(*ds, DCM_SOPInstanceUID),
+                  TextValue(*ds, DCM_SOPClassUID)};
     if (!text::IsValidUid(k.sop_uid)) continue;
     if (!k.study_uid.empty() && k.study_uid != scope.study_uid) continue;
     if (scope.series_uid && !k.series_uid.empty() && k.series_uid != *scope.series_uid) continue;
@@ -256,26 +241,37 @@ class CancelPolicy {
   bool cancelled_ = false;
 };
 
-class MoveScu : public DcmSCU {
- public:
-  MoveScu(const std::atomic<bool>& cancel, int timeout_seconds) : policy(cancel, timeout_seconds) {}
+// What MOVE and GET share: progress counts from each response, cancel while
+// pending, and the final status.
+struct RetrieveProgress {
+  RetrieveProgress(const std::atomic<bool>& cancel, int timeout_seconds) : policy(cancel, timeout_seconds) {}
+  // Returns whether to send C-CANCEL now.
+  bool Update(const RetrieveResponse& r, OFBool& more) {
+    outcome.completed = r.m_numberOfCompletedSubops;
+    outcome.failed = r.m_numberOfFailedSubops;
+    outcome.warning = r.m_numberOfWarningSubops;
+    if (DICOM_PENDING_STATUS(r.m_status)) {
+      more = OFTrue;
+      return policy.ShouldCancel();
+    }
+    outcome.final_status = r.m_status;
+    got_final = true;
+    more = OFFalse;
+    return false;
+  }
   CancelPolicy policy;
   RetrieveOutcome outcome;
   bool got_final = false;
+};
+
+class MoveScu : public DcmSCU {
+ public:
+  MoveScu(const std::atomic<bool>& cancel, int timeout_seconds) : progress(cancel, timeout_seconds) {}
+  RetrieveProgress progress;
 
  protected:
   OFCondition handleMOVEResponse(const T_ASC_PresentationContextID pc, RetrieveResponse* r, OFBool& more) override {
-    outcome.completed = r->m_numberOfCompletedSubops;
-    outcome.failed = r->m_numberOfFailedSubops;
-    outcome.warning = r->m_numberOfWarningSubops;
-    if (DICOM_PENDING_STATUS(r->m_status)) {
-      more = OFTrue;
-      if (policy.ShouldCancel()) sendCANCELRequest(pc);
-    } else {
-      outcome.final_status = r->m_status;
-      got_final = true;
-      more = OFFalse;
-    }
+    if (progress.Update(*r, more)) sendCANCELRequest(pc);
     return EC_Normal;
   }
 };
@@ -283,25 +279,13 @@ class MoveScu : public DcmSCU {
 class GetScu : public DcmSCU {
  public:
   GetScu(const std::atomic<bool>& cancel, int timeout_seconds, StoreTarget& target, std::filesystem::path temp_dir)
-      : policy(cancel, timeout_seconds), target_(target), temp_dir_(std::move(temp_dir)) {}
-  CancelPolicy policy;
-  RetrieveOutcome outcome;
-  bool got_final = false;
+      : progress(cancel, timeout_seconds), target_(target), temp_dir_(std::move(temp_dir)) {}
+  RetrieveProgress progress;
   Status store_error;
 
  protected:
   OFCondition handleCGETResponse(const T_ASC_PresentationContextID pc, RetrieveResponse* r, OFBool& more) override {
-    outcome.completed = r->m_numberOfCompletedSubops;
-    outcome.failed = r->m_numberOfFailedSubops;
-    outcome.warning = r->m_numberOfWarningSubops;
-    if (DICOM_PENDING_STATUS(r->m_status)) {
-      more = OFTrue;
-      if (policy.ShouldCancel()) sendCANCELRequest(pc);
-    } else {
-      outcome.final_status = r->m_status;
-      got_final = true;
-      more = OFFalse;
-    }
+    if (progress.Update(*r, more)) sendCANCELRequest(pc);
     return EC_Normal;
   }
 
@@ -332,6 +316,19 @@ class GetScu : public DcmSCU {
   std::filesystem::path temp_dir_;
 };
 
+Result<RetrieveOutcome> Finish(const OFCondition& c, const RetrieveProgress& p, const std::string& op,
+                               const DimsePeer& peer, Uint16 warning_status) {
+  if (c.bad()) return FromCondition(c, op.c_str(), Where(peer));
+  if (p.policy.timed_out)
+    return Status(ErrorCode::kGatewayTimeout, op + ": " + Where(peer) + " did not finish within " +
+                                                  std::to_string(peer.operation_timeout_seconds) + " s; cancelled");
+  if (!p.got_final) return Status(ErrorCode::kBadGateway, op + ": " + Where(peer) + " ended without a final response");
+  // Warning (some sub-operations failed) is not an error here: the caller counts what arrived.
+  if (p.outcome.final_status != STATUS_Success && p.outcome.final_status != warning_status)
+    return FromDimseStatus(p.outcome.final_status, op, Where(peer));
+  return p.outcome;
+}
+
 }  // namespace
 
 Result<RetrieveOutcome> DcmtkDimseClient::Move(const DimsePeer& peer, const RetrieveScope& scope,
@@ -349,14 +346,7 @@ Result<RetrieveOutcome> DcmtkDimseClient::Move(const DimsePeer& peer, const Retr
   RetrieveKeys(keys, scope);
   OFCondition c = scu.sendMOVERequest(pc, peer.calling_ae.c_str(), &keys, nullptr);
   Release(scu);
-  if (c.bad()) return FromCondition(c, "C-MOVE", Where(peer));
-  if (scu.policy.timed_out)
-    return Status(ErrorCode::kGatewayTimeout, "C-MOVE: " + Where(peer) + " did not finish within " +
-                                                  std::to_string(peer.operation_timeout_seconds) + " s; cancelled");
-  if (!scu.got_final) return Status(ErrorCode::kBadGateway, "C-MOVE: " + Where(peer) + " ended without a final response");
-  if (scu.outcome.final_status != STATUS_Success && scu.outcome.final_status != STATUS_MOVE_Warning_SubOperationsCompleteOneOrMoreFailures)
-    return FromDimseStatus(scu.outcome.final_status, "C-MOVE", Where(peer));
-  return scu.outcome;
+  return Finish(c, scu.progress, "C-MOVE", peer, STATUS_MOVE_Warning_SubOperationsCompleteOneOrMoreFailures);
 }
 
 Result<RetrieveOutcome> DcmtkDimseClient::Get(const DimsePeer& peer, const RetrieveScope& scope,
@@ -383,15 +373,8 @@ Result<RetrieveOutcome> DcmtkDimseClient::Get(const DimsePeer& peer, const Retri
   RetrieveKeys(keys, scope);
   OFCondition c = scu.sendCGETRequest(pc, &keys, nullptr);
   Release(scu);
-  if (c.bad()) return FromCondition(c, "C-GET", Where(peer));
-  if (scu.policy.timed_out)
-    return Status(ErrorCode::kGatewayTimeout, "C-GET: " + Where(peer) + " did not finish within " +
-                                                  std::to_string(peer.operation_timeout_seconds) + " s; cancelled");
-  if (!scu.store_error.ok()) return scu.store_error;
-  if (!scu.got_final) return Status(ErrorCode::kBadGateway, "C-GET: " + Where(peer) + " ended without a final response");
-  if (scu.outcome.final_status != STATUS_Success && scu.outcome.final_status != STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures)
-    return FromDimseStatus(scu.outcome.final_status, "C-GET", Where(peer));
-  return scu.outcome;
+  if (c.good() && !scu.store_error.ok()) return scu.store_error;
+  return Finish(c, scu.progress, "C-GET", peer, STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures);
 }
 
 }  // namespace si::dimse
