@@ -14,7 +14,13 @@ namespace {
 
 bool IsText(DcmEVR vr) {
   switch (vr) {
-    case EVR_PN: case EVR_LO: case EVR_SH: case EVR_ST: case EVR_LT: case EVR_UT: case EVR_UC:
+    case EVR_PN:
+    case EVR_LO:
+    case EVR_SH:
+    case EVR_ST:
+    case EVR_LT:
+    case EVR_UT:
+    case EVR_UC:
       return true;
     default:
       return false;
@@ -32,11 +38,19 @@ bool Decode(const std::string& in, std::string& out) {
     unsigned char c = in[i];
     if (c == 0x1b) {
       std::string_view rest(in.data() + i + 1, in.size() - i - 1);
-      if (rest.rfind("$B", 0) == 0 || rest.rfind("$@", 0) == 0) { mode = kJis0208; i += 2; }
-      else if (rest.rfind("$(D", 0) == 0) { mode = kJis0212; i += 3; }
-      else if (rest.rfind("(B", 0) == 0 || rest.rfind("(J", 0) == 0) { mode = kSingle; i += 2; }
-      else if (rest.rfind(")I", 0) == 0) { i += 2; }
-      else return false;
+      if (rest.rfind("$B", 0) == 0 || rest.rfind("$@", 0) == 0) {
+        mode = kJis0208;
+        i += 2;
+      } else if (rest.rfind("$(D", 0) == 0) {
+        mode = kJis0212;
+        i += 3;
+      } else if (rest.rfind("(B", 0) == 0 || rest.rfind("(J", 0) == 0) {
+        mode = kSingle;
+        i += 2;
+      } else if (rest.rfind(")I", 0) == 0) {
+        i += 2;
+      } else
+        return false;
       continue;
     }
     if (mode == kSingle || c < 0x21 || c > 0x7e) {
@@ -85,8 +99,10 @@ bool ConvertJapanese(DcmItem& item) {
       return static_cast<unsigned char>(ch) < 0x80 && ch != '\x1b';
     });
     if (plain) continue;
-    if (Decode(value, utf8)) e->putString(utf8.c_str(), static_cast<Uint32>(utf8.size()));
-    else ok = false;
+    if (Decode(value, utf8))
+      e->putString(utf8.c_str(), static_cast<Uint32>(utf8.size()));
+    else
+      ok = false;
   }
   return ok;
 }
@@ -98,7 +114,8 @@ bool ConvertItemToUtf8(DcmItem& item) {
   OFString charset;
   item.findAndGetOFStringArray(DCM_SpecificCharacterSet, charset);
   std::string cs = charset.c_str();
-  if (cs.find("ISO 2022 IR 87") == std::string::npos && cs.find("ISO 2022 IR 159") == std::string::npos &&
+  if (cs.find("ISO 2022 IR 87") == std::string::npos &&
+      cs.find("ISO 2022 IR 159") == std::string::npos &&
       cs.find("ISO 2022 IR 13") == std::string::npos)
     return false;
   if (!ConvertJapanese(item)) return false;

@@ -28,9 +28,9 @@ Status InitializeDcmtk() {
     dcmDisableGethostbyaddr.set(OFTrue);
     if (!dcmDataDict.isDictionaryLoaded()) {
       const char* env = std::getenv("DCMDICTPATH");
-      result = InvalidConfig(std::string("DCMTK data dictionary not loaded (DCMDICTPATH=") +
-                             (env ? env : "unset") +
-                             "); install libdcmtk17 (/usr/share/libdcmtk17/dicom.dic) or set DCMDICTPATH");
+      result = InvalidConfig(
+          std::string("DCMTK data dictionary not loaded (DCMDICTPATH=") + (env ? env : "unset") +
+          "); install libdcmtk17 (/usr/share/libdcmtk17/dicom.dic) or set DCMDICTPATH");
       return;
     }
     DJDecoderRegistration::registerCodecs();

@@ -1,8 +1,5 @@
 #include "dimse/dicom_file.h"
 
-#include "dimse/charset.h"
-#include "dimse/dicom_values.h"
-
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -13,6 +10,8 @@
 
 #include <sstream>
 
+#include "dimse/charset.h"
+#include "dimse/dicom_values.h"
 #include "src/text.h"
 
 namespace si::dimse {
@@ -51,7 +50,8 @@ Result<ParsedInstance> DcmtkInstanceParser::Parse(const std::filesystem::path& f
   auto size = std::filesystem::file_size(file, ec);
   if (ec) return IoError("cannot stat file: " + ec.message());
   DcmFileFormat ff;
-  OFCondition cond = ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, kMaxReadLength, ERM_fileOnly);
+  OFCondition cond =
+      ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, kMaxReadLength, ERM_fileOnly);
   if (cond.bad()) return InvalidArgument(std::string("not a DICOM Part 10 file: ") + cond.text());
   DcmDataset& ds = *ff.getDataset();
   DcmMetaInfo& meta = *ff.getMetaInfo();
@@ -86,17 +86,20 @@ Result<ParsedInstance> DcmtkInstanceParser::Parse(const std::filesystem::path& f
   p.study.description = TextValue(ds, DCM_StudyDescription);
   p.study.referring_physician = TextValue(ds, DCM_ReferringPhysicianName);
 
-  if (!text::IsValidUid(p.study.study_instance_uid) || !text::IsValidUid(p.series.series_instance_uid) ||
+  if (!text::IsValidUid(p.study.study_instance_uid) ||
+      !text::IsValidUid(p.series.series_instance_uid) ||
       !text::IsValidUid(p.instance.sop_instance_uid))
     return InvalidArgument("missing or invalid Study/Series/SOP Instance UID");
   if (p.instance.sop_class_uid.empty()) return InvalidArgument("missing SOP Class UID");
-  if (p.instance.transfer_syntax_uid.empty()) return InvalidArgument("missing Transfer Syntax UID in meta header");
+  if (p.instance.transfer_syntax_uid.empty())
+    return InvalidArgument("missing Transfer Syntax UID in meta header");
 
   RemoveBulk(ds);
   std::ostringstream json;
   DcmJsonFormatCompact format(OFTrue);
   cond = ds.writeJsonExt(json, format, OFTrue, OFTrue);
-  if (cond.bad()) return InvalidArgument(std::string("cannot express as DICOM JSON: ") + cond.text());
+  if (cond.bad())
+    return InvalidArgument(std::string("cannot express as DICOM JSON: ") + cond.text());
   p.metadata_json = converted ? json.str() : text::SanitizeUtf8(json.str());
   return p;
 }

@@ -14,7 +14,8 @@ namespace si::dimse {
 
 inline std::string TextValue(DcmItem& item, const DcmTagKey& tag) {
   OFString value;
-  if (item.findAndGetOFStringArray(tag, value).good()) return text::SanitizeUtf8(text::Trim(value.c_str()));
+  if (item.findAndGetOFStringArray(tag, value).good())
+    return text::SanitizeUtf8(text::Trim(value.c_str()));
   return "";
 }
 

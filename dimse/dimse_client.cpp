@@ -21,15 +21,22 @@
 namespace si::dimse {
 namespace {
 
-const char* kQueryTransferSyntaxes[] = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax};
+const char* kQueryTransferSyntaxes[] = {UID_LittleEndianExplicitTransferSyntax,
+                                        UID_LittleEndianImplicitTransferSyntax};
 
 // Storage syntaxes we accept for C-GET (PACS pick what they hold).
-const char* kStorageTransferSyntaxes[] = {
-    UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
-    UID_JPEGProcess1TransferSyntax, UID_JPEGProcess2_4TransferSyntax, UID_JPEGProcess14SV1TransferSyntax,
-    UID_JPEGLSLosslessTransferSyntax, UID_JPEGLSLossyTransferSyntax, UID_JPEG2000LosslessOnlyTransferSyntax,
-    UID_JPEG2000TransferSyntax, UID_RLELosslessTransferSyntax, UID_DeflatedExplicitVRLittleEndianTransferSyntax,
-    UID_BigEndianExplicitTransferSyntax};
+const char* kStorageTransferSyntaxes[] = {UID_LittleEndianExplicitTransferSyntax,
+                                          UID_LittleEndianImplicitTransferSyntax,
+                                          UID_JPEGProcess1TransferSyntax,
+                                          UID_JPEGProcess2_4TransferSyntax,
+                                          UID_JPEGProcess14SV1TransferSyntax,
+                                          UID_JPEGLSLosslessTransferSyntax,
+                                          UID_JPEGLSLossyTransferSyntax,
+                                          UID_JPEG2000LosslessOnlyTransferSyntax,
+                                          UID_JPEG2000TransferSyntax,
+                                          UID_RLELosslessTransferSyntax,
+                                          UID_DeflatedExplicitVRLittleEndianTransferSyntax,
+                                          UID_BigEndianExplicitTransferSyntax};
 
 OFList<OFString> List(const char* const* items, size_t n) {
   OFList<OFString> l;
@@ -37,7 +44,9 @@ OFList<OFString> List(const char* const* items, size_t n) {
   return l;
 }
 
-std::string Where(const DimsePeer& p) { return p.called_ae + "@" + p.host + ":" + std::to_string(p.port); }
+std::string Where(const DimsePeer& p) {
+  return p.called_ae + "@" + p.host + ":" + std::to_string(p.port);
+}
 
 void Configure(DcmSCU& scu, const DimsePeer& p) {
   scu.setPeerHostName(p.host.c_str());
@@ -71,7 +80,8 @@ class FindScu : public DcmSCU {
   Uint16 final_status = 0xFFFF;
 
  protected:
-  OFCondition handleFINDResponse(const T_ASC_PresentationContextID, QRResponse* r, OFBool& more) override {
+  OFCondition handleFINDResponse(const T_ASC_PresentationContextID, QRResponse* r,
+                                 OFBool& more) override {
     if (DICOM_PENDING_STATUS(r->m_status)) {
       if (r->m_dataset) {
         auto ds = std::make_unique<DcmDataset>(*r->m_dataset);
@@ -91,17 +101,21 @@ class FindScu : public DcmSCU {
 Result<std::vector<std::unique_ptr<DcmDataset>>> RunFind(const DimsePeer& p, DcmDataset& keys) {
   FindScu scu;
   Configure(scu, p);
-  scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, List(kQueryTransferSyntaxes, 2));
+  scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel,
+                             List(kQueryTransferSyntaxes, 2));
   SI_RETURN_IF_ERROR(Connect(scu, p, "C-FIND"));
-  T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, "");
+  T_ASC_PresentationContextID pc =
+      scu.findPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, "");
   if (pc == 0) {
     Release(scu);
-    return Status(ErrorCode::kBadGateway, "C-FIND: " + Where(p) + " does not support Study Root C-FIND");
+    return Status(ErrorCode::kBadGateway,
+                  "C-FIND: " + Where(p) + " does not support Study Root C-FIND");
   }
   OFCondition c = scu.sendFINDRequest(pc, &keys, nullptr);
   Release(scu);
   if (c.bad()) return FromCondition(c, "C-FIND", Where(p));
-  if (scu.final_status != STATUS_Success) return FromDimseStatus(scu.final_status, "C-FIND", Where(p));
+  if (scu.final_status != STATUS_Success)
+    return FromDimseStatus(scu.final_status, "C-FIND", Where(p));
   return std::move(scu.results);
 }
 
@@ -111,14 +125,16 @@ void PutKey(DcmDataset& ds, const DcmTagKey& tag, const std::string& value = "")
 
 }  // namespace
 
-Result<std::vector<StudyRecord>> DcmtkDimseClient::FindStudies(const DimsePeer& peer, const StudyQuery& query) const {
+Result<std::vector<StudyRecord>> DcmtkDimseClient::FindStudies(const DimsePeer& peer,
+                                                               const StudyQuery& query) const {
   DcmDataset keys;
   PutKey(keys, DCM_QueryRetrieveLevel, "STUDY");
   PutKey(keys, DCM_SpecificCharacterSet, "ISO_IR 192");
   PutKey(keys, DCM_StudyInstanceUID, query.study_instance_uid.value_or(""));
   PutKey(keys, DCM_PatientID, query.patient_id.value_or(""));
-  for (auto& tag : {DCM_PatientName, DCM_StudyDate, DCM_StudyTime, DCM_AccessionNumber, DCM_StudyDescription,
-                    DCM_ReferringPhysicianName, DCM_StudyID, DCM_ModalitiesInStudy, DCM_NumberOfStudyRelatedSeries,
+  for (auto& tag : {DCM_PatientName, DCM_StudyDate, DCM_StudyTime, DCM_AccessionNumber,
+                    DCM_StudyDescription, DCM_ReferringPhysicianName, DCM_StudyID,
+                    DCM_ModalitiesInStudy, DCM_NumberOfStudyRelatedSeries,
                     DCM_NumberOfStudyRelatedInstances, DCM_TimezoneOffsetFromUTC})
     PutKey(keys, tag);
   auto found = RunFind(peer, keys);
@@ -128,7 +144,8 @@ Result<std::vector<StudyRecord>> DcmtkDimseClient::FindStudies(const DimsePeer& 
   for (auto& ds : *found) {
     StudyRecord s;
     s.study_instance_uid = TextValue(*ds, DCM_StudyInstanceUID);
-    if (!text::IsValidUid(s.study_instance_uid)) continue;  // a malformed answer is left out, not fatal
+    if (!text::IsValidUid(s.study_instance_uid))
+      continue;  // a malformed answer is left out, not fatal
     s.patient_id = TextValue(*ds, DCM_PatientID);
     // A PACS may match PatientID loosely (wildcards, case): keep only exact matches.
     if (query.patient_id && s.patient_id != *query.patient_id) continue;
@@ -149,8 +166,9 @@ Result<std::vector<StudyRecord>> DcmtkDimseClient::FindStudies(const DimsePeer& 
     PutKey(sk, DCM_QueryRetrieveLevel, "SERIES");
     PutKey(sk, DCM_SpecificCharacterSet, "ISO_IR 192");
     PutKey(sk, DCM_StudyInstanceUID, s.study_instance_uid);
-    for (auto& tag : {DCM_SeriesInstanceUID, DCM_Modality, DCM_SeriesNumber, DCM_SeriesDescription,
-                      DCM_BodyPartExamined, DCM_NumberOfSeriesRelatedInstances, DCM_SeriesDate, DCM_SeriesTime})
+    for (auto& tag :
+         {DCM_SeriesInstanceUID, DCM_Modality, DCM_SeriesNumber, DCM_SeriesDescription,
+          DCM_BodyPartExamined, DCM_NumberOfSeriesRelatedInstances, DCM_SeriesDate, DCM_SeriesTime})
       PutKey(sk, tag);
     auto series = RunFind(peer, sk);
     if (!series.ok()) return series.status();
@@ -175,7 +193,8 @@ Result<std::vector<StudyRecord>> DcmtkDimseClient::FindStudies(const DimsePeer& 
       }
       r.number_of_instances = *count;
       s.number_of_instances += r.number_of_instances;
-      if (!r.modality.empty() && modalities.insert(r.modality).second) s.modalities.push_back(r.modality);
+      if (!r.modality.empty() && modalities.insert(r.modality).second)
+        s.modalities.push_back(r.modality);
       s.series.push_back(std::move(r));
     }
     std::sort(s.series.begin(), s.series.end(), [](const SeriesRecord& a, const SeriesRecord& b) {
@@ -189,7 +208,8 @@ Result<std::vector<StudyRecord>> DcmtkDimseClient::FindStudies(const DimsePeer& 
   return studies;
 }
 
-Result<std::vector<InstanceKey>> DcmtkDimseClient::FindInstances(const DimsePeer& peer, const RetrieveScope& scope) const {
+Result<std::vector<InstanceKey>> DcmtkDimseClient::FindInstances(const DimsePeer& peer,
+                                                                 const RetrieveScope& scope) const {
   DcmDataset keys;
   PutKey(keys, DCM_QueryRetrieveLevel, "IMAGE");
   PutKey(keys, DCM_StudyInstanceUID, scope.study_uid);
@@ -200,8 +220,8 @@ Result<std::vector<InstanceKey>> DcmtkDimseClient::FindInstances(const DimsePeer
   if (!found.ok()) return found.status();
   std::vector<InstanceKey> out;
   for (auto& ds : *found) {
-    InstanceKey k{TextValue(*ds, DCM_StudyInstanceUID), TextValue(*ds, DCM_SeriesInstanceUID), TextValue(*ds, DCM_SOPInstanceUID),
-                  TextValue(*ds, DCM_SOPClassUID)};
+    InstanceKey k{TextValue(*ds, DCM_StudyInstanceUID), TextValue(*ds, DCM_SeriesInstanceUID),
+                  TextValue(*ds, DCM_SOPInstanceUID), TextValue(*ds, DCM_SOPClassUID)};
     if (!text::IsValidUid(k.sop_uid)) continue;
     if (!k.study_uid.empty() && k.study_uid != scope.study_uid) continue;
     if (scope.series_uid && !k.series_uid.empty() && k.series_uid != *scope.series_uid) continue;
@@ -215,7 +235,10 @@ Result<std::vector<InstanceKey>> DcmtkDimseClient::FindInstances(const DimsePeer
 namespace {
 
 void RetrieveKeys(DcmDataset& keys, const RetrieveScope& scope) {
-  PutKey(keys, DCM_QueryRetrieveLevel, scope.sop_uid ? "IMAGE" : scope.series_uid ? "SERIES" : "STUDY");
+  PutKey(keys, DCM_QueryRetrieveLevel,
+         scope.sop_uid      ? "IMAGE"
+         : scope.series_uid ? "SERIES"
+                            : "STUDY");
   PutKey(keys, DCM_StudyInstanceUID, scope.study_uid);
   if (scope.series_uid) PutKey(keys, DCM_SeriesInstanceUID, *scope.series_uid);
   if (scope.sop_uid) PutKey(keys, DCM_SOPInstanceUID, *scope.sop_uid);
@@ -226,7 +249,8 @@ void RetrieveKeys(DcmDataset& keys, const RetrieveScope& scope) {
 class CancelPolicy {
  public:
   CancelPolicy(const std::atomic<bool>& cancel, int timeout_seconds)
-      : cancel_(cancel), deadline_(std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds)) {}
+      : cancel_(cancel),
+        deadline_(std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds)) {}
   bool ShouldCancel() {
     if (cancelled_) return false;
     if (std::chrono::steady_clock::now() > deadline_) timed_out = true;
@@ -244,7 +268,8 @@ class CancelPolicy {
 // What MOVE and GET share: progress counts from each response, cancel while
 // pending, and the final status.
 struct RetrieveProgress {
-  RetrieveProgress(const std::atomic<bool>& cancel, int timeout_seconds) : policy(cancel, timeout_seconds) {}
+  RetrieveProgress(const std::atomic<bool>& cancel, int timeout_seconds)
+      : policy(cancel, timeout_seconds) {}
   // Returns whether to send C-CANCEL now.
   bool Update(const RetrieveResponse& r, OFBool& more) {
     outcome.completed = r.m_numberOfCompletedSubops;
@@ -266,11 +291,13 @@ struct RetrieveProgress {
 
 class MoveScu : public DcmSCU {
  public:
-  MoveScu(const std::atomic<bool>& cancel, int timeout_seconds) : progress(cancel, timeout_seconds) {}
+  MoveScu(const std::atomic<bool>& cancel, int timeout_seconds)
+      : progress(cancel, timeout_seconds) {}
   RetrieveProgress progress;
 
  protected:
-  OFCondition handleMOVEResponse(const T_ASC_PresentationContextID pc, RetrieveResponse* r, OFBool& more) override {
+  OFCondition handleMOVEResponse(const T_ASC_PresentationContextID pc, RetrieveResponse* r,
+                                 OFBool& more) override {
     if (progress.Update(*r, more)) sendCANCELRequest(pc);
     return EC_Normal;
   }
@@ -278,24 +305,27 @@ class MoveScu : public DcmSCU {
 
 class GetScu : public DcmSCU {
  public:
-  GetScu(const std::atomic<bool>& cancel, int timeout_seconds, StoreTarget& target, std::filesystem::path temp_dir)
+  GetScu(const std::atomic<bool>& cancel, int timeout_seconds, StoreTarget& target,
+         std::filesystem::path temp_dir)
       : progress(cancel, timeout_seconds), target_(target), temp_dir_(std::move(temp_dir)) {}
   RetrieveProgress progress;
   Status store_error;
 
  protected:
-  OFCondition handleCGETResponse(const T_ASC_PresentationContextID pc, RetrieveResponse* r, OFBool& more) override {
+  OFCondition handleCGETResponse(const T_ASC_PresentationContextID pc, RetrieveResponse* r,
+                                 OFBool& more) override {
     if (progress.Update(*r, more)) sendCANCELRequest(pc);
     return EC_Normal;
   }
 
   // Each received instance: written as a Part 10 file and handed to the cache (which fsyncs it).
-  OFCondition handleSTORERequest(const T_ASC_PresentationContextID, DcmDataset* incoming, OFBool& more,
-                                 Uint16& status) override {
+  OFCondition handleSTORERequest(const T_ASC_PresentationContextID, DcmDataset* incoming,
+                                 OFBool& more, Uint16& status) override {
     more = OFTrue;
     std::unique_ptr<DcmDataset> ds(incoming);
     static std::atomic<uint64_t> counter{0};
-    auto temp = temp_dir_ / (".get-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".tmp");
+    auto temp = temp_dir_ /
+                (".get-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".tmp");
     DcmFileFormat ff(ds.get());
     E_TransferSyntax xfer = ds->getOriginalXfer();
     if (xfer == EXS_Unknown) xfer = EXS_LittleEndianExplicit;
@@ -306,7 +336,8 @@ class GetScu : public DcmSCU {
       if (!s.ok() && store_error.ok()) store_error = s;
     } else {
       status = STATUS_STORE_Refused_OutOfResources;
-      if (store_error.ok()) store_error = IoError(std::string("cannot write a received instance: ") + c.text());
+      if (store_error.ok())
+        store_error = IoError(std::string("cannot write a received instance: ") + c.text());
     }
     return EC_Normal;
   }
@@ -316,13 +347,17 @@ class GetScu : public DcmSCU {
   std::filesystem::path temp_dir_;
 };
 
-Result<RetrieveOutcome> Finish(const OFCondition& c, const RetrieveProgress& p, const std::string& op,
-                               const DimsePeer& peer, Uint16 warning_status) {
+Result<RetrieveOutcome> Finish(const OFCondition& c, const RetrieveProgress& p,
+                               const std::string& op, const DimsePeer& peer,
+                               Uint16 warning_status) {
   if (c.bad()) return FromCondition(c, op.c_str(), Where(peer));
   if (p.policy.timed_out)
     return Status(ErrorCode::kGatewayTimeout, op + ": " + Where(peer) + " did not finish within " +
-                                                  std::to_string(peer.operation_timeout_seconds) + " s; cancelled");
-  if (!p.got_final) return Status(ErrorCode::kBadGateway, op + ": " + Where(peer) + " ended without a final response");
+                                                  std::to_string(peer.operation_timeout_seconds) +
+                                                  " s; cancelled");
+  if (!p.got_final)
+    return Status(ErrorCode::kBadGateway,
+                  op + ": " + Where(peer) + " ended without a final response");
   // Warning (some sub-operations failed) is not an error here: the caller counts what arrived.
   if (p.outcome.final_status != STATUS_Success && p.outcome.final_status != warning_status)
     return FromDimseStatus(p.outcome.final_status, op, Where(peer));
@@ -335,46 +370,69 @@ Result<RetrieveOutcome> DcmtkDimseClient::Move(const DimsePeer& peer, const Retr
                                                const std::atomic<bool>& cancel) const {
   MoveScu scu(cancel, peer.operation_timeout_seconds);
   Configure(scu, peer);
-  scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, List(kQueryTransferSyntaxes, 2));
+  scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel,
+                             List(kQueryTransferSyntaxes, 2));
   SI_RETURN_IF_ERROR(Connect(scu, peer, "C-MOVE"));
-  T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
+  T_ASC_PresentationContextID pc =
+      scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
   if (pc == 0) {
     Release(scu);
-    return Status(ErrorCode::kBadGateway, "C-MOVE: " + Where(peer) + " does not support Study Root C-MOVE");
+    return Status(ErrorCode::kBadGateway,
+                  "C-MOVE: " + Where(peer) + " does not support Study Root C-MOVE");
   }
   DcmDataset keys;
   RetrieveKeys(keys, scope);
   OFCondition c = scu.sendMOVERequest(pc, peer.calling_ae.c_str(), &keys, nullptr);
   Release(scu);
-  return Finish(c, scu.progress, "C-MOVE", peer, STATUS_MOVE_Warning_SubOperationsCompleteOneOrMoreFailures);
+  return Finish(c, scu.progress, "C-MOVE", peer,
+                STATUS_MOVE_Warning_SubOperationsCompleteOneOrMoreFailures);
 }
 
 Result<RetrieveOutcome> DcmtkDimseClient::Get(const DimsePeer& peer, const RetrieveScope& scope,
-                                              const std::vector<std::string>& sop_classes, StoreTarget& target,
+                                              const std::vector<std::string>& sop_classes,
+                                              StoreTarget& target,
                                               const std::atomic<bool>& cancel) const {
   GetScu scu(cancel, peer.operation_timeout_seconds, target, target.TempDir());
   Configure(scu, peer);
-  scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, List(kQueryTransferSyntaxes, 2));
+  scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel,
+                             List(kQueryTransferSyntaxes, 2));
   // The SCP role for each storage class the PACS may send: the classes its C-FIND
   // reported, else the common ones (at most 128 contexts in all).
   std::vector<std::string> classes = sop_classes;
   if (classes.empty())
-    for (int i = 0; i < numberOfDcmLongSCUStorageSOPClassUIDs && i < 100; ++i) classes.push_back(dcmLongSCUStorageSOPClassUIDs[i]);
-  auto storage = List(kStorageTransferSyntaxes, sizeof kStorageTransferSyntaxes / sizeof *kStorageTransferSyntaxes);
-  for (size_t i = 0; i < classes.size() && i < 120; ++i)
-    scu.addPresentationContext(classes[i].c_str(), storage, ASC_SC_ROLE_SCP);
+    for (int i = 0; i < numberOfDcmLongSCUStorageSOPClassUIDs && i < 100; ++i)
+      classes.push_back(dcmLongSCUStorageSOPClassUIDs[i]);
+  // One context per transfer syntax: offered one context listing every syntax, a
+  // PACS accepts the first it supports and transcodes everything to it (Orthanc
+  // picked explicit little endian, rewrote implicit-VR and RLE files and could not
+  // send JPEG 2000 at all). Separate contexts let it send what it stores. When the
+  // classes are unknown there is room only for one context each.
+  const size_t syntax_count = sizeof kStorageTransferSyntaxes / sizeof *kStorageTransferSyntaxes;
+  if (classes.size() * syntax_count <= 126) {
+    for (auto& sop_class : classes)
+      for (size_t k = 0; k < syntax_count; ++k)
+        scu.addPresentationContext(sop_class.c_str(), List(kStorageTransferSyntaxes + k, 1),
+                                   ASC_SC_ROLE_SCP);
+  } else {
+    auto storage = List(kStorageTransferSyntaxes, syntax_count);
+    for (size_t i = 0; i < classes.size() && i < 120; ++i)
+      scu.addPresentationContext(classes[i].c_str(), storage, ASC_SC_ROLE_SCP);
+  }
   SI_RETURN_IF_ERROR(Connect(scu, peer, "C-GET"));
-  T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
+  T_ASC_PresentationContextID pc =
+      scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
   if (pc == 0) {
     Release(scu);
-    return Status(ErrorCode::kBadGateway, "C-GET: " + Where(peer) + " does not support Study Root C-GET");
+    return Status(ErrorCode::kBadGateway,
+                  "C-GET: " + Where(peer) + " does not support Study Root C-GET");
   }
   DcmDataset keys;
   RetrieveKeys(keys, scope);
   OFCondition c = scu.sendCGETRequest(pc, &keys, nullptr);
   Release(scu);
   if (c.good() && !scu.store_error.ok()) return scu.store_error;
-  return Finish(c, scu.progress, "C-GET", peer, STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures);
+  return Finish(c, scu.progress, "C-GET", peer,
+                STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures);
 }
 
 }  // namespace si::dimse

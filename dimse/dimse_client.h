@@ -9,8 +9,10 @@ namespace si::dimse {
 
 class DcmtkDimseClient final : public DimseClient {
  public:
-  Result<std::vector<StudyRecord>> FindStudies(const DimsePeer& peer, const StudyQuery& query) const override;
-  Result<std::vector<InstanceKey>> FindInstances(const DimsePeer& peer, const RetrieveScope& scope) const override;
+  Result<std::vector<StudyRecord>> FindStudies(const DimsePeer& peer,
+                                               const StudyQuery& query) const override;
+  Result<std::vector<InstanceKey>> FindInstances(const DimsePeer& peer,
+                                                 const RetrieveScope& scope) const override;
   Result<RetrieveOutcome> Move(const DimsePeer& peer, const RetrieveScope& scope,
                                const std::atomic<bool>& cancel) const override;
   Result<RetrieveOutcome> Get(const DimsePeer& peer, const RetrieveScope& scope,

@@ -11,7 +11,8 @@
 
 namespace si::dimse {
 
-Status FromCondition(const OFCondition& condition, const std::string& operation, const std::string& where);
+Status FromCondition(const OFCondition& condition, const std::string& operation,
+                     const std::string& where);
 Status FromDimseStatus(uint16_t status, const std::string& operation, const std::string& where);
 
 }  // namespace si::dimse

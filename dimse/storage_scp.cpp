@@ -14,10 +14,12 @@ namespace {
 
 const char* kAcceptedSyntaxes[] = {
     UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
-    UID_BigEndianExplicitTransferSyntax, UID_DeflatedExplicitVRLittleEndianTransferSyntax,
-    UID_JPEGProcess1TransferSyntax, UID_JPEGProcess2_4TransferSyntax, UID_JPEGProcess14SV1TransferSyntax,
-    UID_JPEGProcess14TransferSyntax, UID_JPEGLSLosslessTransferSyntax, UID_JPEGLSLossyTransferSyntax,
-    UID_JPEG2000LosslessOnlyTransferSyntax, UID_JPEG2000TransferSyntax, UID_RLELosslessTransferSyntax};
+    UID_BigEndianExplicitTransferSyntax,    UID_DeflatedExplicitVRLittleEndianTransferSyntax,
+    UID_JPEGProcess1TransferSyntax,         UID_JPEGProcess2_4TransferSyntax,
+    UID_JPEGProcess14SV1TransferSyntax,     UID_JPEGProcess14TransferSyntax,
+    UID_JPEGLSLosslessTransferSyntax,       UID_JPEGLSLossyTransferSyntax,
+    UID_JPEG2000LosslessOnlyTransferSyntax, UID_JPEG2000TransferSyntax,
+    UID_RLELosslessTransferSyntax};
 
 // One association: C-ECHO by the base class, C-STORE here.
 class StoreAssociation final : public DcmThreadSCP {
@@ -30,11 +32,14 @@ class StoreAssociation final : public DcmThreadSCP {
     return target_ != nullptr;
   }
 
-  OFCondition handleIncomingCommand(T_DIMSE_Message* msg, const DcmPresentationContextInfo& info) override {
-    if (msg->CommandField != DIMSE_C_STORE_RQ || !target_) return DcmThreadSCP::handleIncomingCommand(msg, info);
+  OFCondition handleIncomingCommand(T_DIMSE_Message* msg,
+                                    const DcmPresentationContextInfo& info) override {
+    if (msg->CommandField != DIMSE_C_STORE_RQ || !target_)
+      return DcmThreadSCP::handleIncomingCommand(msg, info);
     T_DIMSE_C_StoreRQ& rq = msg->msg.CStoreRQ;
     static std::atomic<uint64_t> counter{0};
-    auto temp = target_->TempDir() / (".store-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".tmp");
+    auto temp = target_->TempDir() /
+                (".store-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".tmp");
     OFCondition c = receiveSTORERequest(rq, info.presentationContextID, OFString(temp.c_str()));
     Uint16 status = STATUS_Success;
     if (c.good()) {
@@ -90,7 +95,9 @@ Status StorageScp::Start() {
   cfg->setHostLookupEnabled(OFFalse);
   cfg->setRespondWithCalledAETitle(OFTrue);
   OFCondition c = ASC_initializeNetwork(NET_ACCEPTOR, port_, 30, &network_->net);
-  if (c.bad()) return Status(ErrorCode::kUnavailable, "cannot listen on DIMSE port " + std::to_string(port_) + ": " + c.text());
+  if (c.bad())
+    return Status(ErrorCode::kUnavailable,
+                  "cannot listen on DIMSE port " + std::to_string(port_) + ": " + c.text());
   acceptor_ = std::thread([this] { AcceptLoop(); });
   log::Info("scp", "storage SCP listening on port " + std::to_string(port_));
   return Status::Ok();
@@ -99,8 +106,8 @@ Status StorageScp::Start() {
 void StorageScp::AcceptLoop() {
   while (!stopping_) {
     T_ASC_Association* assoc = nullptr;
-    OFCondition c = ASC_receiveAssociation(network_->net, &assoc, ASC_DEFAULTMAXPDU, nullptr, nullptr, OFFalse,
-                                           DUL_NOBLOCK, 1);
+    OFCondition c = ASC_receiveAssociation(network_->net, &assoc, ASC_DEFAULTMAXPDU, nullptr,
+                                           nullptr, OFFalse, DUL_NOBLOCK, 1);
     if (c.bad()) {
       if (assoc) ASC_destroyAssociation(&assoc);
       ReapFinished(false);

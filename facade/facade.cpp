@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cctype>
 #include <random>
 #include <set>
 
@@ -34,11 +35,16 @@ HeaderList CorsHeaders(const HttpRequest& request) {
   return h;
 }
 
+// Integer seconds, as RFC 9110 wants: the status's own (a delayed tenant), else 5.
+std::string RetryAfterOf(const Status& status) {
+  return std::to_string(status.retry_after_seconds() > 0 ? status.retry_after_seconds() : 5);
+}
+
 void SendFhirError(const HttpRequest& request, ResponseChannel& out, const Status& status) {
   HeaderList h = CorsHeaders(request);
   h.emplace_back("Content-Type", kFhirJson);
   if (status.code() == ErrorCode::kUnauthorized) h.emplace_back("WWW-Authenticate", "Bearer");
-  if (status.code() == ErrorCode::kUnavailable) h.emplace_back("Retry-After", "5");
+  if (status.code() == ErrorCode::kUnavailable) h.emplace_back("Retry-After", RetryAfterOf(status));
   out.SendWhole(status.http_status(), h, schema::OperationOutcome(status)).ok();
 }
 
@@ -48,7 +54,7 @@ void SendWadoError(const HttpRequest& request, ResponseChannel& out, const Statu
   HeaderList h = CorsHeaders(request);
   h.emplace_back("Content-Type", "application/json; charset=utf-8");
   if (status.code() == ErrorCode::kUnauthorized) h.emplace_back("WWW-Authenticate", "Bearer");
-  if (status.code() == ErrorCode::kUnavailable) h.emplace_back("Retry-After", "5");
+  if (status.code() == ErrorCode::kUnavailable) h.emplace_back("Retry-After", RetryAfterOf(status));
   rapidjson::StringBuffer sb;
   schema::JsonWriter w(sb);
   w.StartObject();
@@ -136,6 +142,24 @@ class MultipartSink final : public InstanceSink {
   HeaderList head_;
   bool started_ = false;
   int parts_ = 0;
+};
+
+// Writes a response a source passes through from its upstream, as it arrives.
+class PassThroughWriter final : public PassThroughSink {
+ public:
+  PassThroughWriter(ResponseChannel& out, HeaderList head) : out_(out), head_(std::move(head)) {}
+  Status OnHead(int status, const std::vector<std::pair<std::string, std::string>>& headers) override {
+    for (auto& h : headers) head_.push_back(h);
+    started_ = true;
+    return out_.BeginChunked(status, head_);
+  }
+  Status OnBody(std::string_view bytes) override { return bytes.empty() ? Status::Ok() : out_.WriteChunk(bytes); }
+  bool started() const { return started_; }
+
+ private:
+  ResponseChannel& out_;
+  HeaderList head_;
+  bool started_ = false;
 };
 
 }  // namespace
@@ -261,12 +285,47 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     metadata = true;
     ++i;
   }
+  // frames/{list} and bulk/{tag...} of an instance: passed-through sources only.
+  std::string suffix;
+  if (scope.sop_uid && i + 1 < rest.size() && (rest[i] == "frames" || rest[i] == "bulk") &&
+      tenant.source && tenant.source->SupportsPassThrough()) {
+    for (; i < rest.size(); ++i) {
+      for (char c : rest[i])
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != ',' && c != '.')
+          return SendWadoError(request, out, InvalidArgument("malformed frame list or bulk data path"));
+      suffix += (suffix.empty() ? "" : "/") + rest[i];
+    }
+  }
   if (i != rest.size()) return SendWadoError(request, out, NotFound("no such resource"));
   for (auto* uid : {&scope.study_uid, scope.series_uid ? &*scope.series_uid : nullptr, scope.sop_uid ? &*scope.sop_uid : nullptr})
     if (uid && !text::IsValidUid(*uid)) return SendWadoError(request, out, InvalidArgument("malformed UID in path"));
 
   auto access = service_.AuthorizeWado(tenant, AuthOf(request), rest[1], scope.study_uid);
   if (!access.ok()) return SendWadoError(request, out, access.status());
+
+  if (tenant.source->SupportsPassThrough()) {
+    // Existence and the patient check before the first byte; then the upstream's
+    // response as it arrives (its Content-Type and boundary, its bytes).
+    auto plan = service_.PlanWado(*access, scope);
+    if (!plan.ok()) return SendWadoError(request, out, plan.status());
+    PassThroughRequest pass;
+    pass.scope = scope;
+    pass.suffix = metadata ? "metadata" : suffix;
+    pass.accept = request.Header("accept");
+    pass.public_root = service_.settings().base_url + tenant.config.url_prefix + "/wado/" + rest[1] + "/";
+    PassThroughWriter writer(out, CorsHeaders(request));
+    Status s = tenant.source->PassThrough(pass, writer);
+    if (!writer.started()) {
+      if (!out.ClientGone()) SendWadoError(request, out, s.ok() ? Status(ErrorCode::kBadGateway, "empty upstream answer") : s);
+      return;
+    }
+    if (s.ok()) s = out.EndChunked();
+    if (!s.ok()) {
+      if (!out.ClientGone()) log::Warn("wado", "pass-through failed after the response started: " + s.message());
+      out.Abort();
+    }
+    return;
+  }
 
   if (metadata) {
     Status accept = NegotiateMetadata(request.Header("accept"));

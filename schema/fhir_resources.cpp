@@ -41,8 +41,10 @@ std::optional<std::string> NormalizeDicomDate(std::string_view raw) {
   std::string da = text::Trim(raw);
   std::string digits;
   for (char c : da) {
-    if (c >= '0' && c <= '9') digits += c;
-    else if (c != '.' && c != '-' && c != '/') return std::nullopt;
+    if (c >= '0' && c <= '9')
+      digits += c;
+    else if (c != '.' && c != '-' && c != '/')
+      return std::nullopt;
   }
   if (digits.size() != 4 && digits.size() != 6 && digits.size() != 8) return std::nullopt;
   int y = ToInt(std::string_view(digits).substr(0, 4));
@@ -74,12 +76,15 @@ std::optional<std::string> NormalizeDicomTime(std::string_view raw) {
   }
   std::string digits;
   for (char c : tm) {
-    if (c >= '0' && c <= '9') digits += c;
-    else if (c != ':') return std::nullopt;
+    if (c >= '0' && c <= '9')
+      digits += c;
+    else if (c != ':')
+      return std::nullopt;
   }
   if (digits.size() != 2 && digits.size() != 4 && digits.size() != 6) return std::nullopt;
   while (digits.size() < 6) digits += "00";
-  int h = ToInt(std::string_view(digits).substr(0, 2)), m = ToInt(std::string_view(digits).substr(2, 2)),
+  int h = ToInt(std::string_view(digits).substr(0, 2)),
+      m = ToInt(std::string_view(digits).substr(2, 2)),
       s = ToInt(std::string_view(digits).substr(4, 2));
   if (h > 23 || m > 59 || s > 59) return std::nullopt;
   std::string out = digits.substr(0, 2) + ":" + digits.substr(2, 2) + ":" + digits.substr(4, 2);
@@ -89,14 +94,16 @@ std::optional<std::string> NormalizeDicomTime(std::string_view raw) {
 
 std::optional<int64_t> ParseDicomTimezone(std::string_view raw) {
   std::string tz = text::Trim(raw);
-  if (tz.size() != 5 || (tz[0] != '+' && tz[0] != '-') || !AllDigits(std::string_view(tz).substr(1))) return std::nullopt;
+  if (tz.size() != 5 || (tz[0] != '+' && tz[0] != '-') ||
+      !AllDigits(std::string_view(tz).substr(1)))
+    return std::nullopt;
   int h = ToInt(std::string_view(tz).substr(1, 2)), m = ToInt(std::string_view(tz).substr(3, 2));
   if (h > 14 || m > 59) return std::nullopt;
   return (tz[0] == '-' ? -1 : 1) * (h * 3600 + m * 60);
 }
 
-std::optional<std::string> FhirDateTime(std::string_view da, std::string_view tm, std::string_view tz,
-                                        int64_t assumed_offset_seconds) {
+std::optional<std::string> FhirDateTime(std::string_view da, std::string_view tm,
+                                        std::string_view tz, int64_t assumed_offset_seconds) {
   auto date = NormalizeDicomDate(da);
   if (!date) return std::nullopt;
   auto time = NormalizeDicomTime(tm);
@@ -104,8 +111,8 @@ std::optional<std::string> FhirDateTime(std::string_view da, std::string_view tm
   int64_t offset = ParseDicomTimezone(tz).value_or(assumed_offset_seconds);
   char zone[8];
   int64_t a = offset < 0 ? -offset : offset;
-  std::snprintf(zone, sizeof zone, "%c%02d:%02d", offset < 0 ? '-' : '+', static_cast<int>(a / 3600),
-                static_cast<int>((a % 3600) / 60));
+  std::snprintf(zone, sizeof zone, "%c%02d:%02d", offset < 0 ? '-' : '+',
+                static_cast<int>(a / 3600), static_cast<int>((a % 3600) / 60));
   return *date + "T" + *time + zone;
 }
 
@@ -212,7 +219,8 @@ void WriteImagingStudy(JsonWriter& w, const StudyRecord& study, const StudyLinks
   w.Key("endpoint");
   w.StartArray();
   w.StartObject();
-  Str(w, "reference", links.contain_endpoint ? "#" + links.endpoint_id : "Endpoint/" + links.endpoint_id);
+  Str(w, "reference",
+      links.contain_endpoint ? "#" + links.endpoint_id : "Endpoint/" + links.endpoint_id);
   w.EndObject();
   w.EndArray();
   w.Key("numberOfSeries");
@@ -260,7 +268,8 @@ void WriteImagingStudy(JsonWriter& w, const StudyRecord& study, const StudyLinks
 
 std::string SearchsetBundle(int64_t total, const std::vector<BundleLink>& links,
                             const std::vector<const StudyRecord*>& studies,
-                            const std::vector<StudyLinks>& study_links, const std::string& endpoint_base_url) {
+                            const std::vector<StudyLinks>& study_links,
+                            const std::string& endpoint_base_url) {
   rapidjson::StringBuffer sb;
   JsonWriter w(sb);
   w.StartObject();
@@ -326,7 +335,8 @@ std::string OperationOutcome(const char* severity, const char* code, std::string
 
 std::string OperationOutcome(const Status& status) {
   const auto& info = InfoFor(status.code());
-  return OperationOutcome(status.http_status() >= 500 ? "fatal" : "error", info.fhir_issue_code, status.message());
+  return OperationOutcome(status.http_status() >= 500 ? "fatal" : "error", info.fhir_issue_code,
+                          status.message());
 }
 
 std::string CapabilityStatement(const CapabilityOptions& o) {

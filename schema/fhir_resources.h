@@ -25,8 +25,8 @@ std::optional<std::string> NormalizeDicomTime(std::string_view tm);
 std::optional<int64_t> ParseDicomTimezone(std::string_view tz);
 // FHIR dateTime of a DICOM date and time, with the zone (dataset's, else the
 // assumed one). Only the date when there is no usable time.
-std::optional<std::string> FhirDateTime(std::string_view da, std::string_view tm, std::string_view tz,
-                                        int64_t assumed_offset_seconds);
+std::optional<std::string> FhirDateTime(std::string_view da, std::string_view tm,
+                                        std::string_view tz, int64_t assumed_offset_seconds);
 // "Smith^John^^Dr" to "Dr John Smith" (the alphabetic group only).
 std::string PersonNameDisplay(std::string_view pn);
 
@@ -53,13 +53,14 @@ struct BundleLink {
 // links; included Endpoints follow when contain_endpoint is false.
 std::string SearchsetBundle(int64_t total, const std::vector<BundleLink>& links,
                             const std::vector<const StudyRecord*>& studies,
-                            const std::vector<StudyLinks>& study_links, const std::string& endpoint_base_url);
+                            const std::vector<StudyLinks>& study_links,
+                            const std::string& endpoint_base_url);
 
 std::string OperationOutcome(const Status& status);
 std::string OperationOutcome(const char* severity, const char* code, std::string_view diagnostics);
 
 struct CapabilityOptions {
-  std::string base_url;   // {BASE}/{prefix}/fhir
+  std::string base_url;  // {BASE}/{prefix}/fhir
   std::string software_version;
   std::string authorization_type;  // "mock" or a SMART type
   std::string fhir_base_url;       // the EHR, for SMART security

@@ -39,7 +39,8 @@ std::vector<MediaRange> ParseAccept(std::string_view header) {
       if (eq == std::string::npos) continue;
       std::string name = text::ToLower(text::Trim(p.substr(0, eq)));
       std::string value = text::Trim(p.substr(eq + 1));
-      if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+        value = value.substr(1, value.size() - 2);
       if (name == "q") {
         try {
           r.q = std::stod(value);
@@ -52,7 +53,8 @@ std::vector<MediaRange> ParseAccept(std::string_view header) {
     }
     if (r.q > 0) ranges.push_back(std::move(r));
   }
-  std::stable_sort(ranges.begin(), ranges.end(), [](const MediaRange& a, const MediaRange& b) { return a.q > b.q; });
+  std::stable_sort(ranges.begin(), ranges.end(),
+                   [](const MediaRange& a, const MediaRange& b) { return a.q > b.q; });
   return ranges;
 }
 
@@ -71,13 +73,16 @@ Result<RetrieveFormat> NegotiateRetrieve(std::string_view accept, bool single_in
     if (r.type == "*/*" || r.type == "multipart/*") return RetrieveFormat{};
     if (r.type == "multipart/related") {
       auto type = r.params.find("type");
-      if (type == r.params.end() || text::ToLower(type->second) == "application/dicom") return RetrieveFormat{};
+      if (type == r.params.end() || text::ToLower(type->second) == "application/dicom")
+        return RetrieveFormat{};
       continue;
     }
-    if (r.type == "application/dicom" && single_instance) return RetrieveFormat{RetrieveShape::kSingleDicom};
+    if (r.type == "application/dicom" && single_instance)
+      return RetrieveFormat{RetrieveShape::kSingleDicom};
   }
   if (asked_unservable_syntax)
-    return NotAcceptable("the requested transfer syntax is not available for this data; ask for transfer-syntax=*");
+    return NotAcceptable(
+        "the requested transfer syntax is not available for this data; ask for transfer-syntax=*");
   return NotAcceptable("acceptable: multipart/related; type=\"application/dicom\"");
 }
 

@@ -11,7 +11,7 @@
 namespace si {
 
 struct MediaRange {
-  std::string type;     // lower-case "multipart/related"
+  std::string type;                           // lower-case "multipart/related"
   std::map<std::string, std::string> params;  // lower-case names, unquoted values
   double q = 1.0;
 };

@@ -1,10 +1,10 @@
 #include "src/dimse_source.h"
 
-#include <algorithm>
-#include <chrono>
-
 #include <fcntl.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 
 #include "src/log.h"
 #include "src/text.h"
@@ -42,17 +42,18 @@ std::string ScopeKey(const RetrieveScope& s) {
 struct DimseSource::Job {
   RetrieveScope scope;
   std::string key;
-  std::set<std::string> expected;   // SOP Instance UIDs the C-FIND reported
-  std::set<std::string> arrived;    // guarded by DimseSource::mutex_
+  std::set<std::string> expected;  // SOP Instance UIDs the C-FIND reported
+  std::set<std::string> arrived;   // guarded by DimseSource::mutex_
   std::vector<std::string> sop_classes;
-  bool done = false;                // guarded by DimseSource::mutex_
-  Status result;                    // guarded by DimseSource::mutex_
+  bool done = false;  // guarded by DimseSource::mutex_
+  Status result;      // guarded by DimseSource::mutex_
   std::atomic<bool> cancel{false};
 };
 
-DimseSource::DimseSource(DimsePeer peer, RetrievalMode mode, int max_associations, const DimseClient& client,
-                         const InstanceParser& parser, std::unique_ptr<FolderIndex> cache,
-                         std::filesystem::path cache_root, int64_t cache_max_bytes)
+DimseSource::DimseSource(DimsePeer peer, RetrievalMode mode, int max_associations,
+                         const DimseClient& client, const InstanceParser& parser,
+                         std::unique_ptr<FolderIndex> cache, std::filesystem::path cache_root,
+                         int64_t cache_max_bytes)
     : peer_(std::move(peer)),
       mode_(mode),
       client_(client),
@@ -65,13 +66,15 @@ DimseSource::DimseSource(DimsePeer peer, RetrievalMode mode, int max_association
   std::error_code ec;
   std::filesystem::create_directories(TempDir(), ec);
   // Half-received files of a previous run are never instances.
-  for (auto& e : std::filesystem::directory_iterator(TempDir(), ec)) std::filesystem::remove(e.path(), ec);
+  for (auto& e : std::filesystem::directory_iterator(TempDir(), ec))
+    std::filesystem::remove(e.path(), ec);
   // Whatever a crash left behind: files are renamed into place only when complete,
   // so a rescan makes index and files agree again.
   auto stats = cache_->Rescan();
   if (stats.ok() && (stats->added || stats->removed))
-    log::Info("dimse", "cache " + cache_root_.string() + ": repaired index (" + std::to_string(stats->added) +
-                           " added, " + std::to_string(stats->removed) + " removed)");
+    log::Info("dimse", "cache " + cache_root_.string() + ": repaired index (" +
+                           std::to_string(stats->added) + " added, " +
+                           std::to_string(stats->removed) + " removed)");
 }
 
 DimseSource::~DimseSource() {
@@ -110,7 +113,26 @@ bool DimseSource::IsCachedComplete(const RetrieveScope& scope) const {
 }
 
 Result<std::vector<StoredInstance>> DimseSource::PlanRetrieval(const RetrieveScope& scope) const {
-  if (IsCachedComplete(scope)) return cache_->FindInstances(scope.study_uid, scope.series_uid, scope.sop_uid);
+  if (IsCachedComplete(scope))
+    return cache_->FindInstances(scope.study_uid, scope.series_uid, scope.sop_uid);
+  // A plan learnt moments ago still holds: viewers ask for the same study and its
+  // series many times, and a study whose retrieval just ended is not marked
+  // complete until the PACS's final response. Reuse it, with fresh cache paths.
+  const std::string key = ScopeKey(scope);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = recent_plans_.find(key);
+    if (it != recent_plans_.end() && std::chrono::steady_clock::now() - it->second.first < kPlanReuse) {
+      std::vector<StoredInstance> plan = it->second.second;
+      auto cached = cache_->FindInstances(scope.study_uid, scope.series_uid, scope.sop_uid);
+      std::map<std::string, StoredInstance> by_sop;
+      if (cached.ok())
+        for (auto& c : *cached) by_sop[c.sop_instance_uid] = c;
+      for (auto& p : plan)
+        if (auto c = by_sop.find(p.sop_instance_uid); c != by_sop.end()) p = c->second;
+      return plan;
+    }
+  }
 
   // Existence, patient and instance list before the first byte goes out.
   StudyQuery study_query;
@@ -122,7 +144,10 @@ Result<std::vector<StoredInstance>> DimseSource::PlanRetrieval(const RetrieveSco
   if (studies->empty()) return NotFound("study not found");
   auto keys = client_.FindInstances(peer_, scope);
   if (!keys.ok()) return keys.status();
-  if (keys->empty()) return NotFound(scope.sop_uid ? "instance not found" : scope.series_uid ? "series not found" : "study not found");
+  if (keys->empty())
+    return NotFound(scope.sop_uid      ? "instance not found"
+                    : scope.series_uid ? "series not found"
+                                       : "study not found");
 
   auto cached = cache_->FindInstances(scope.study_uid, scope.series_uid, scope.sop_uid);
   std::map<std::string, StoredInstance> by_sop;
@@ -142,13 +167,17 @@ Result<std::vector<StoredInstance>> DimseSource::PlanRetrieval(const RetrieveSco
     s.patient_id = studies->front().patient_id;
     plan.push_back(std::move(s));  // path empty: not cached yet
   }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (recent_plans_.size() > 1000) recent_plans_.clear();
+  recent_plans_[key] = {std::chrono::steady_clock::now(), plan};
   return plan;
 }
 
-std::shared_ptr<DimseSource::Job> DimseSource::JoinOrStart(const RetrieveScope& scope,
-                                                           const std::vector<StoredInstance>& plan) const {
+std::shared_ptr<DimseSource::Job> DimseSource::JoinOrStart(
+    const RetrieveScope& scope, const std::vector<StoredInstance>& plan) const {
   // mutex_ held by the caller.
-  for (const auto& key : {ScopeKey(scope), "series:" + scope.series_uid.value_or("-"), "study:" + scope.study_uid}) {
+  for (const auto& key :
+       {ScopeKey(scope), "series:" + scope.series_uid.value_or("-"), "study:" + scope.study_uid}) {
     auto it = jobs_.find(key);
     if (it != jobs_.end() && !it->second->done) {
       bool covers = std::all_of(plan.begin(), plan.end(), [&](const StoredInstance& i) {
@@ -206,9 +235,10 @@ void DimseSource::RunJob(std::shared_ptr<Job> job) const {
   if (!outcome.ok()) {
     job->result = outcome.status();
   } else if (missing > 0) {
-    job->result = Status(ErrorCode::kBadGateway, "the PACS delivered " + std::to_string(job->expected.size() - missing) +
-                                                     " of " + std::to_string(job->expected.size()) + " instances (" +
-                                                     std::to_string(outcome->failed) + " failed sub-operations)");
+    job->result = Status(ErrorCode::kBadGateway,
+                         "the PACS delivered " + std::to_string(job->expected.size() - missing) +
+                             " of " + std::to_string(job->expected.size()) + " instances (" +
+                             std::to_string(outcome->failed) + " failed sub-operations)");
   }
   job->done = true;
   if (jobs_.count(job->key) && jobs_[job->key] == job) jobs_.erase(job->key);
@@ -217,10 +247,12 @@ void DimseSource::RunJob(std::shared_ptr<Job> job) const {
     cache_->MarkComplete(job->key, static_cast<int64_t>(job->expected.size())).ok();
   }
   EvictIfNeeded();
-  log::Info("dimse", std::string(mode_ == RetrievalMode::kMove ? "C-MOVE " : "C-GET ") + job->key.substr(0, job->key.find(':')) +
-                         " from " + peer_.called_ae + "@" + peer_.host + ":" + std::to_string(peer_.port) + ": " +
-                         std::to_string(job->expected.size() - missing) + "/" + std::to_string(job->expected.size()) +
-                         " instances in " + std::to_string(static_cast<int>(secs * 1000)) + " ms" +
+  log::Info("dimse", std::string(mode_ == RetrievalMode::kMove ? "C-MOVE " : "C-GET ") +
+                         job->key.substr(0, job->key.find(':')) + " from " + peer_.called_ae + "@" +
+                         peer_.host + ":" + std::to_string(peer_.port) + ": " +
+                         std::to_string(job->expected.size() - missing) + "/" +
+                         std::to_string(job->expected.size()) + " instances in " +
+                         std::to_string(static_cast<int>(secs * 1000)) + " ms" +
                          (job->result.ok() ? "" : " (" + job->result.message() + ")"));
   lock.lock();
   --active_jobs_;
@@ -259,7 +291,8 @@ void DimseSource::EvictIfNeeded() const {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (in_use_.count(study)) continue;
-      bool retrieving = std::any_of(jobs_.begin(), jobs_.end(), [&](auto& j) { return j.second->scope.study_uid == study; });
+      bool retrieving = std::any_of(jobs_.begin(), jobs_.end(),
+                                    [&](auto& j) { return j.second->scope.study_uid == study; });
       if (retrieving) continue;
     }
     auto paths = cache_->RemoveStudy(study);
@@ -267,8 +300,9 @@ void DimseSource::EvictIfNeeded() const {
     std::error_code ec;
     for (auto& p : *paths) std::filesystem::remove(p, ec);
     std::filesystem::remove_all(cache_root_ / study, ec);
-    log::Info("dimse", "evicted a study of " + std::to_string(paths->size()) + " instances (cache budget " +
-                           std::to_string(cache_max_bytes_) + " bytes)");
+    log::Info("dimse", "evicted a study of " + std::to_string(paths->size()) +
+                           " instances (cache budget " + std::to_string(cache_max_bytes_) +
+                           " bytes)");
   }
 }
 
@@ -276,20 +310,29 @@ Status DimseSource::Retrieve(const std::vector<StoredInstance>& plan, InstanceSi
   if (plan.empty()) return Status::Ok();
   InUse in_use(*this, plan.front().study_uid);
   std::vector<StoredInstance> pending;
-  for (auto& i : plan) {
-    if (!i.path.empty()) {
-      SI_RETURN_IF_ERROR(sink.OnInstance(i));
-    } else {
-      pending.push_back(i);
-    }
+  std::vector<StoredInstance> cached;
+  for (auto& i : plan) (i.path.empty() ? pending : cached).push_back(i);
+  if (pending.empty()) {
+    for (auto& i : cached) SI_RETURN_IF_ERROR(sink.OnInstance(i));
+    return Status::Ok();
   }
-  if (pending.empty()) return Status::Ok();
+  // Cached instances of a partly cached scope go out once the PACS has delivered
+  // one new instance: a PACS that is down then gets a clean error status, not a
+  // 200 that is cut off after the cached part.
+  bool cached_sent = false;
+  auto send_cached = [&]() -> Status {
+    if (cached_sent) return Status::Ok();
+    cached_sent = true;
+    for (auto& i : cached) SI_RETURN_IF_ERROR(sink.OnInstance(i));
+    return Status::Ok();
+  };
 
   // The smallest retrieval that covers what is missing: one instance, one series, or the study.
   RetrieveScope scope;
   scope.study_uid = pending.front().study_uid;
-  bool one_series = std::all_of(pending.begin(), pending.end(),
-                                [&](const StoredInstance& i) { return i.series_uid == pending.front().series_uid; });
+  bool one_series = std::all_of(pending.begin(), pending.end(), [&](const StoredInstance& i) {
+    return i.series_uid == pending.front().series_uid;
+  });
   if (one_series) scope.series_uid = pending.front().series_uid;
   if (pending.size() == 1) scope.sop_uid = pending.front().sop_instance_uid;
 
@@ -298,14 +341,16 @@ Status DimseSource::Retrieve(const std::vector<StoredInstance>& plan, InstanceSi
   job = JoinOrStart(scope, pending);
   std::set<std::string> waiting;
   for (auto& i : pending) waiting.insert(i.sop_instance_uid);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(peer_.operation_timeout_seconds);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(peer_.operation_timeout_seconds);
   while (!waiting.empty()) {
     std::vector<std::string> ready;
     for (auto& sop : waiting)
       if (job->arrived.count(sop)) ready.push_back(sop);
     if (ready.empty()) {
       if (job->done) {
-        Status result = job->result.ok() ? Status(ErrorCode::kBadGateway, "the PACS did not deliver every instance")
+        Status result = job->result.ok() ? Status(ErrorCode::kBadGateway,
+                                                  "the PACS did not deliver every instance")
                                          : job->result;
         return result;
       }
@@ -314,10 +359,12 @@ Status DimseSource::Retrieve(const std::vector<StoredInstance>& plan, InstanceSi
       continue;
     }
     lock.unlock();
+    SI_RETURN_IF_ERROR(send_cached());
     for (auto& sop : ready) {
       waiting.erase(sop);
       auto stored = cache_->FindInstances(scope.study_uid, std::nullopt, sop);
-      if (!stored.ok() || stored->empty()) return IoError("a received instance is missing from the cache");
+      if (!stored.ok() || stored->empty())
+        return IoError("a received instance is missing from the cache");
       // A client that went away stops reading; the retrieval goes on for the cache.
       SI_RETURN_IF_ERROR(sink.OnInstance(stored->front()));
     }
@@ -405,7 +452,8 @@ Status DimseSource::Ingest(const std::filesystem::path& complete_file) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& [key, job] : jobs_)
-      if (job->expected.count(p.instance.sop_instance_uid)) job->arrived.insert(p.instance.sop_instance_uid);
+      if (job->expected.count(p.instance.sop_instance_uid))
+        job->arrived.insert(p.instance.sop_instance_uid);
   }
   arrived_.notify_all();
   return Status::Ok();

@@ -7,9 +7,10 @@
 // one scope share one retrieval (single-flight); at most max_associations
 // retrievals run against the PACS at once, the rest wait their turn.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -69,14 +70,17 @@ class DimseClient {
  public:
   virtual ~DimseClient() = default;
   // STUDY level, then SERIES level per study. No instance lists.
-  virtual Result<std::vector<StudyRecord>> FindStudies(const DimsePeer& peer, const StudyQuery& query) const = 0;
+  virtual Result<std::vector<StudyRecord>> FindStudies(const DimsePeer& peer,
+                                                       const StudyQuery& query) const = 0;
   // IMAGE level within the scope.
-  virtual Result<std::vector<InstanceKey>> FindInstances(const DimsePeer& peer, const RetrieveScope& scope) const = 0;
+  virtual Result<std::vector<InstanceKey>> FindInstances(const DimsePeer& peer,
+                                                         const RetrieveScope& scope) const = 0;
   virtual Result<RetrieveOutcome> Move(const DimsePeer& peer, const RetrieveScope& scope,
                                        const std::atomic<bool>& cancel) const = 0;
   // Stores arrive on the same association and go to target.
   virtual Result<RetrieveOutcome> Get(const DimsePeer& peer, const RetrieveScope& scope,
-                                      const std::vector<std::string>& sop_classes, StoreTarget& target,
+                                      const std::vector<std::string>& sop_classes,
+                                      StoreTarget& target,
                                       const std::atomic<bool>& cancel) const = 0;
 };
 
@@ -86,8 +90,8 @@ class DimseSource final : public ImageSource, public StoreTarget {
  public:
   // cache_root holds the instance files; the index is opened by the caller over it.
   DimseSource(DimsePeer peer, RetrievalMode mode, int max_associations, const DimseClient& client,
-              const InstanceParser& parser, std::unique_ptr<FolderIndex> cache, std::filesystem::path cache_root,
-              int64_t cache_max_bytes = 0);
+              const InstanceParser& parser, std::unique_ptr<FolderIndex> cache,
+              std::filesystem::path cache_root, int64_t cache_max_bytes = 0);
   ~DimseSource() override;
 
   Result<std::vector<StudyRecord>> FindStudies(const StudyQuery& query) const override;
@@ -104,7 +108,8 @@ class DimseSource final : public ImageSource, public StoreTarget {
 
  private:
   struct Job;
-  std::shared_ptr<Job> JoinOrStart(const RetrieveScope& scope, const std::vector<StoredInstance>& plan) const;
+  std::shared_ptr<Job> JoinOrStart(const RetrieveScope& scope,
+                                   const std::vector<StoredInstance>& plan) const;
   void RunJob(std::shared_ptr<Job> job) const;
   bool IsCachedComplete(const RetrieveScope& scope) const;
   // Least recently used studies go first; never one being streamed or retrieved.
@@ -122,23 +127,29 @@ class DimseSource final : public ImageSource, public StoreTarget {
   const std::filesystem::path cache_root_;
 
   mutable std::mutex mutex_;
-  mutable std::condition_variable arrived_;           // notified on every stored instance and job end
-  mutable std::map<std::string, std::shared_ptr<Job>> jobs_;  // running, by scope key; guarded by mutex_
-  mutable int running_ = 0;                            // associations in use; guarded by mutex_
+  mutable std::condition_variable arrived_;  // notified on every stored instance and job end
+  mutable std::map<std::string, std::shared_ptr<Job>>
+      jobs_;                 // running, by scope key; guarded by mutex_
+  mutable int running_ = 0;  // associations in use; guarded by mutex_
   const int max_associations_;
   mutable std::condition_variable slot_free_;
   mutable std::atomic<int> retrievals_started_{0};
-  const int64_t cache_max_bytes_;                      // 0: unlimited
-  mutable std::map<std::string, int> in_use_;          // streams per study; guarded by mutex_
-  mutable int active_jobs_ = 0;                        // job threads alive; guarded by mutex_
+  const int64_t cache_max_bytes_;              // 0: unlimited
+  static constexpr std::chrono::seconds kPlanReuse{30};
+  // Recent C-FIND results by scope key; guarded by mutex_.
+  mutable std::map<std::string,
+                   std::pair<std::chrono::steady_clock::time_point, std::vector<StoredInstance>>>
+      recent_plans_;
+  mutable std::map<std::string, int> in_use_;  // streams per study; guarded by mutex_
+  mutable int active_jobs_ = 0;                // job threads alive; guarded by mutex_
   std::atomic<bool> stopping_{false};
 
   mutable std::mutex ingest_mutex_;
   std::condition_variable ingest_wake_;
   mutable std::condition_variable ingest_idle_;
   std::deque<std::filesystem::path> ingest_queue_;  // guarded by ingest_mutex_
-  int ingest_busy_ = 0;                              // guarded by ingest_mutex_
-  bool ingest_stop_ = false;                         // guarded by ingest_mutex_
+  int ingest_busy_ = 0;                             // guarded by ingest_mutex_
+  bool ingest_stop_ = false;                        // guarded by ingest_mutex_
   std::thread ingest_thread_;
 };
 

@@ -42,23 +42,29 @@ std::optional<TimeRange> ParseFhirDateRange(std::string_view v, int64_t default_
   int y = 0, mo = 1, d = 1, h = 0, mi = 0, s = 0;
   auto digits = [&](size_t pos, size_t n, int& out) {
     return pos + n <= v.size() && ParseInt(v.substr(pos, n), out) &&
-           std::all_of(v.begin() + pos, v.begin() + pos + n, [](char c) { return c >= '0' && c <= '9'; });
+           std::all_of(v.begin() + pos, v.begin() + pos + n,
+                       [](char c) { return c >= '0' && c <= '9'; });
   };
   if (!digits(0, 4, y)) return std::nullopt;
-  if (v.size() == 4) return TimeRange{EpochOf(y, 1, 1, 0, 0, 0) - default_offset, EpochOf(y + 1, 1, 1, 0, 0, 0) - default_offset};
+  if (v.size() == 4)
+    return TimeRange{EpochOf(y, 1, 1, 0, 0, 0) - default_offset,
+                     EpochOf(y + 1, 1, 1, 0, 0, 0) - default_offset};
   if (v[4] != '-' || !digits(5, 2, mo) || mo < 1 || mo > 12) return std::nullopt;
   if (v.size() == 7) {
     int ny = mo == 12 ? y + 1 : y, nm = mo == 12 ? 1 : mo + 1;
-    return TimeRange{EpochOf(y, mo, 1, 0, 0, 0) - default_offset, EpochOf(ny, nm, 1, 0, 0, 0) - default_offset};
+    return TimeRange{EpochOf(y, mo, 1, 0, 0, 0) - default_offset,
+                     EpochOf(ny, nm, 1, 0, 0, 0) - default_offset};
   }
   static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (v[7] != '-' || !digits(8, 2, d) || d < 1 || d > kDays[mo - 1] + (mo == 2 && leap)) return std::nullopt;
+  if (v[7] != '-' || !digits(8, 2, d) || d < 1 || d > kDays[mo - 1] + (mo == 2 && leap))
+    return std::nullopt;
   if (v.size() == 10) {
     int64_t lo = EpochOf(y, mo, d, 0, 0, 0) - default_offset;
     return TimeRange{lo, lo + 86400};
   }
-  if (v[10] != 'T' || !digits(11, 2, h) || v.size() < 16 || v[13] != ':' || !digits(14, 2, mi) || h > 23 || mi > 59)
+  if (v[10] != 'T' || !digits(11, 2, h) || v.size() < 16 || v[13] != ':' || !digits(14, 2, mi) ||
+      h > 23 || mi > 59)
     return std::nullopt;
   size_t pos = 16;
   int64_t precision = 60;
@@ -114,9 +120,11 @@ Result<StudySearch> ParseStudySearch(const ParamList& params) {
       if (value.empty()) return InvalidArgument("parameter '" + name + "' is empty");
       if (value.find(',') != std::string::npos) return InvalidArgument("one patient per search");
       std::string id = StripPatientReference(value);
-      if (search.patient_id && *search.patient_id != id) return InvalidArgument("conflicting patient parameters");
+      if (search.patient_id && *search.patient_id != id)
+        return InvalidArgument("conflicting patient parameters");
       search.patient_id = id;
-    } else if (name == "patient.identifier" || name == "subject.identifier" || name == "patient:Patient.identifier") {
+    } else if (name == "patient.identifier" || name == "subject.identifier" ||
+               name == "patient:Patient.identifier") {
       if (value.empty() || value.find(',') != std::string::npos)
         return InvalidArgument("parameter '" + name + "' needs one system|value or value");
       PatientIdentifier id;
@@ -139,7 +147,8 @@ Result<StudySearch> ParseStudySearch(const ParamList& params) {
           v = v.substr(bar + 1);
         }
         if (v.rfind("urn:oid:", 0) == 0) v = v.substr(8);
-        if (!text::IsValidUid(v)) return InvalidArgument("identifier '" + item + "' is not a urn:oid: study UID");
+        if (!text::IsValidUid(v))
+          return InvalidArgument("identifier '" + item + "' is not a urn:oid: study UID");
         search.study_uids.push_back(v);
       }
       if (search.study_uids.empty()) search.study_uids.push_back("");  // matches nothing
@@ -166,11 +175,13 @@ Result<StudySearch> ParseStudySearch(const ParamList& params) {
       }
     } else if (name == "_count") {
       int n = 0;
-      if (!ParseInt(value, n) || n < 0) return InvalidArgument("parameter '_count' must be a non-negative integer");
+      if (!ParseInt(value, n) || n < 0)
+        return InvalidArgument("parameter '_count' must be a non-negative integer");
       search.count = std::min(n, kMaxPageSize);
     } else if (name == "_offset") {
       int n = 0;
-      if (!ParseInt(value, n) || n < 0) return InvalidArgument("parameter '_offset' must be a non-negative integer");
+      if (!ParseInt(value, n) || n < 0)
+        return InvalidArgument("parameter '_offset' must be a non-negative integer");
       search.offset = n;
       continue;  // links set it themselves
     } else if (name == "_include") {
@@ -201,15 +212,18 @@ Result<SearchPatient> ResolveSearchPatient(const TenantConfig& tenant, const Aut
   auto is_authorized_patient = [&](const FhirPatient& p) {
     if (search.patient_id && *search.patient_id != p.id) return false;
     if (search.patient_identifier) {
-      bool any = std::any_of(p.identifiers.begin(), p.identifiers.end(),
-                             [&](const PatientIdentifier& k) { return identifier_matches(*search.patient_identifier, k); });
+      bool any =
+          std::any_of(p.identifiers.begin(), p.identifiers.end(), [&](const PatientIdentifier& k) {
+            return identifier_matches(*search.patient_identifier, k);
+          });
       if (!any) return false;
     }
     return true;
   };
   if (decision.patient && is_authorized_patient(*decision.patient))
     return SearchPatient{decision.patient->id, MrnIdentifierOf(*decision.patient)};
-  if (!decision.any_patient) return Forbidden("the access token is not authorized for this patient");
+  if (!decision.any_patient)
+    return Forbidden("the access token is not authorized for this patient");
   // Open tenant, a patient we know nothing of: the named identifier, else the id, is the MRN.
   SearchPatient p;
   p.fhir_id = search.patient_id.value_or("");
@@ -238,14 +252,17 @@ std::optional<TimeRange> StudyStartRange(const StudyRecord& study, int64_t dicom
   return ParseFhirDateRange(v, offset);
 }
 
-bool StudyMatches(const StudySearch& search, const StudyRecord& study, int64_t dicom_offset_seconds) {
-  if (!search.study_uids.empty() &&
-      std::find(search.study_uids.begin(), search.study_uids.end(), study.study_instance_uid) == search.study_uids.end())
+bool StudyMatches(const StudySearch& search, const StudyRecord& study,
+                  int64_t dicom_offset_seconds) {
+  if (!search.study_uids.empty() && std::find(search.study_uids.begin(), search.study_uids.end(),
+                                              study.study_instance_uid) == search.study_uids.end())
     return false;
   if (!search.modalities.empty()) {
-    bool any = std::any_of(study.modalities.begin(), study.modalities.end(), [&](const std::string& m) {
-      return std::find(search.modalities.begin(), search.modalities.end(), m) != search.modalities.end();
-    });
+    bool any =
+        std::any_of(study.modalities.begin(), study.modalities.end(), [&](const std::string& m) {
+          return std::find(search.modalities.begin(), search.modalities.end(), m) !=
+                 search.modalities.end();
+        });
     if (!any) return false;
   }
   if (!search.started.empty()) {

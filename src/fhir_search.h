@@ -30,9 +30,9 @@ struct DateFilter {
 struct StudySearch {
   std::optional<std::string> patient_id;
   std::optional<PatientIdentifier> patient_identifier;
-  std::vector<std::string> study_uids;   // OR
-  std::vector<DateFilter> started;       // AND
-  std::vector<std::string> modalities;   // OR
+  std::vector<std::string> study_uids;  // OR
+  std::vector<DateFilter> started;      // AND
+  std::vector<std::string> modalities;  // OR
   int count = 50;
   int offset = 0;
   bool include_endpoint = false;
@@ -60,7 +60,8 @@ Result<SearchPatient> ResolveSearchPatient(const TenantConfig& tenant, const Aut
 
 // Whether a study passes identifier, started and modality filters.
 // `dicom_offset_seconds` is the UTC offset assumed for DICOM times without one.
-bool StudyMatches(const StudySearch& search, const StudyRecord& study, int64_t dicom_offset_seconds);
+bool StudyMatches(const StudySearch& search, const StudyRecord& study,
+                  int64_t dicom_offset_seconds);
 
 // The instant range a study's StudyDate/StudyTime denote, if any.
 std::optional<TimeRange> StudyStartRange(const StudyRecord& study, int64_t dicom_offset_seconds);

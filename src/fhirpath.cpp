@@ -242,6 +242,7 @@ class Parser {
       node = *inner;
     } else if (t.type == Token::kIdent) {
       if (t.text == "and" || t.text == "or") return Error("'" + t.text + "' needs a left operand", t.pos);
+      if (t.text == "true" || t.text == "false") return Error("boolean literals are not supported", t.pos);
       Token name = t;
       ++pos_;
       if (IsSymbol("(")) {

@@ -3,8 +3,8 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -19,7 +19,8 @@ bool LooksTemporary(const std::filesystem::path& p) {
   std::string name = p.filename().string();
   if (name.empty() || name[0] == '.') return true;
   for (const char* suffix : {".tmp", ".part", ".partial", ".sqlite", ".sqlite-wal", ".sqlite-shm"})
-    if (name.size() > std::strlen(suffix) && name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+    if (name.size() > std::strlen(suffix) &&
+        name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
       return true;
   return false;
 }
@@ -30,7 +31,8 @@ int64_t MtimeNs(const std::filesystem::file_time_type& t) {
 
 }  // namespace
 
-FolderIndex::FolderIndex(std::filesystem::path root, const InstanceParser& parser, const Clock& clock)
+FolderIndex::FolderIndex(std::filesystem::path root, const InstanceParser& parser,
+                         const Clock& clock)
     : root_(std::move(root)), parser_(parser), clock_(clock) {}
 
 FolderIndex::~FolderIndex() {
@@ -39,13 +41,15 @@ FolderIndex::~FolderIndex() {
 
 Result<std::unique_ptr<FolderIndex>> FolderIndex::Open(const std::filesystem::path& db_path,
                                                        const std::filesystem::path& root,
-                                                       const InstanceParser& parser, const Clock& clock) {
+                                                       const InstanceParser& parser,
+                                                       const Clock& clock) {
   std::error_code ec;
   std::filesystem::create_directories(db_path.parent_path(), ec);
   if (ec) return IoError("cannot create " + db_path.parent_path().string() + ": " + ec.message());
   std::unique_ptr<FolderIndex> index(new FolderIndex(root, parser, clock));
   if (sqlite3_open_v2(db_path.c_str(), &index->db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK)
     return IoError("cannot open index " + db_path.string());
   SI_RETURN_IF_ERROR(sql::Exec(index->db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
   SI_RETURN_IF_ERROR(index->Migrate());
@@ -136,7 +140,10 @@ Result<ScanStats> FolderIndex::Rescan() {
     SI_RETURN_IF_ERROR(sql::Exec(db_, "BEGIN"));
     sql::Statement del_file(db_, "DELETE FROM files WHERE path=?");
     sql::Statement del_instance(db_, "DELETE FROM instances WHERE path=?");
-    sql::Statement put_file(db_, "INSERT OR REPLACE INTO files(path,size,mtime_ns,sop_instance_uid,skipped_reason) VALUES(?,?,?,?,?)");
+    sql::Statement put_file(
+        db_,
+        "INSERT OR REPLACE INTO files(path,size,mtime_ns,sop_instance_uid,skipped_reason) "
+        "VALUES(?,?,?,?,?)");
     for (auto* s : {&del_file, &del_instance, &put_file})
       if (!s->ok()) {
         sql::Exec(db_, "ROLLBACK").ok();
@@ -153,7 +160,12 @@ Result<ScanStats> FolderIndex::Rescan() {
       status = del_instance.Bind(1, o.path).Run();
       if (!status.ok()) break;
       if (!o.parsed) {
-        status = put_file.Bind(1, o.path).Bind(2, o.state.size).Bind(3, o.state.mtime_ns).BindNull(4).Bind(5, o.reason).Run();
+        status = put_file.Bind(1, o.path)
+                     .Bind(2, o.state.size)
+                     .Bind(3, o.state.mtime_ns)
+                     .BindNull(4)
+                     .Bind(5, o.reason)
+                     .Run();
         ++stats.skipped;
         continue;
       }
@@ -162,9 +174,10 @@ Result<ScanStats> FolderIndex::Rescan() {
     }
     // Drop series and studies left without instances.
     if (status.ok()) {
-      status = sql::Exec(db_,
-                         "DELETE FROM series WHERE series_uid NOT IN (SELECT DISTINCT series_uid FROM instances);"
-                         "DELETE FROM studies WHERE study_uid NOT IN (SELECT DISTINCT study_uid FROM instances);");
+      status = sql::Exec(
+          db_,
+          "DELETE FROM series WHERE series_uid NOT IN (SELECT DISTINCT series_uid FROM instances);"
+          "DELETE FROM studies WHERE study_uid NOT IN (SELECT DISTINCT study_uid FROM instances);");
     }
     if (!status.ok()) {
       sql::Exec(db_, "ROLLBACK").ok();
@@ -178,40 +191,73 @@ Result<ScanStats> FolderIndex::Rescan() {
   return stats;
 }
 
-Status FolderIndex::InsertParsed(const std::string& path, int64_t size, int64_t mtime_ns, const ParsedInstance& p,
-                                 int64_t now) {
-  sql::Statement put_study(db_,
+Status FolderIndex::InsertParsed(const std::string& path, int64_t size, int64_t mtime_ns,
+                                 const ParsedInstance& p, int64_t now) {
+  sql::Statement put_study(
+      db_,
       "INSERT INTO studies(study_uid,patient_id,patient_name,study_date,study_time,timezone_offset,"
       "accession_number,study_id,description,referring_physician,first_seen,last_changed) "
-      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(study_uid) DO UPDATE SET last_changed=excluded.last_changed");
-  sql::Statement put_series(db_,
-      "INSERT OR IGNORE INTO series(series_uid,study_uid,modality,series_number,description,body_part,"
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(study_uid) DO UPDATE SET "
+      "last_changed=excluded.last_changed");
+  sql::Statement put_series(
+      db_,
+      "INSERT OR IGNORE INTO "
+      "series(series_uid,study_uid,modality,series_number,description,body_part,"
       "series_date,series_time) VALUES(?,?,?,?,?,?,?,?)");
-  sql::Statement put_instance(db_,
+  sql::Statement put_instance(
+      db_,
       "INSERT OR REPLACE INTO instances(sop_uid,series_uid,study_uid,patient_id,sop_class_uid,"
       "transfer_syntax_uid,instance_number,number_of_frames,path,size,metadata_json,indexed_at) "
       "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
   for (auto* s : {&put_study, &put_series, &put_instance})
     if (!s->ok()) return s->PrepareStatus();
-  sql::Statement put_file(db_, "INSERT OR REPLACE INTO files(path,size,mtime_ns,sop_instance_uid,skipped_reason) VALUES(?,?,?,?,NULL)");
-  Status status = put_study.Bind(1, p.study.study_instance_uid).Bind(2, p.study.patient_id)
-                      .Bind(3, p.study.patient_name).Bind(4, p.study.study_date).Bind(5, p.study.study_time)
-                      .Bind(6, p.study.timezone_offset).Bind(7, p.study.accession_number)
-                      .Bind(8, p.study.study_id).Bind(9, p.study.description)
-                      .Bind(10, p.study.referring_physician).Bind(11, now).Bind(12, now).Run();
+  sql::Statement put_file(
+      db_,
+      "INSERT OR REPLACE INTO files(path,size,mtime_ns,sop_instance_uid,skipped_reason) "
+      "VALUES(?,?,?,?,NULL)");
+  Status status = put_study.Bind(1, p.study.study_instance_uid)
+                      .Bind(2, p.study.patient_id)
+                      .Bind(3, p.study.patient_name)
+                      .Bind(4, p.study.study_date)
+                      .Bind(5, p.study.study_time)
+                      .Bind(6, p.study.timezone_offset)
+                      .Bind(7, p.study.accession_number)
+                      .Bind(8, p.study.study_id)
+                      .Bind(9, p.study.description)
+                      .Bind(10, p.study.referring_physician)
+                      .Bind(11, now)
+                      .Bind(12, now)
+                      .Run();
   if (status.ok())
-    status = put_series.Bind(1, p.series.series_instance_uid).Bind(2, p.study.study_instance_uid)
-                 .Bind(3, p.series.modality).Bind(4, p.series.series_number).Bind(5, p.series.description)
-                 .Bind(6, p.series.body_part_examined).Bind(7, p.series.series_date)
-                 .Bind(8, p.series.series_time).Run();
+    status = put_series.Bind(1, p.series.series_instance_uid)
+                 .Bind(2, p.study.study_instance_uid)
+                 .Bind(3, p.series.modality)
+                 .Bind(4, p.series.series_number)
+                 .Bind(5, p.series.description)
+                 .Bind(6, p.series.body_part_examined)
+                 .Bind(7, p.series.series_date)
+                 .Bind(8, p.series.series_time)
+                 .Run();
   if (status.ok())
-    status = put_instance.Bind(1, p.instance.sop_instance_uid).Bind(2, p.series.series_instance_uid)
-                 .Bind(3, p.study.study_instance_uid).Bind(4, p.study.patient_id)
-                 .Bind(5, p.instance.sop_class_uid).Bind(6, p.instance.transfer_syntax_uid)
-                 .Bind(7, p.instance.instance_number).Bind(8, p.instance.number_of_frames)
-                 .Bind(9, path).Bind(10, size).Bind(11, p.metadata_json).Bind(12, now).Run();
+    status = put_instance.Bind(1, p.instance.sop_instance_uid)
+                 .Bind(2, p.series.series_instance_uid)
+                 .Bind(3, p.study.study_instance_uid)
+                 .Bind(4, p.study.patient_id)
+                 .Bind(5, p.instance.sop_class_uid)
+                 .Bind(6, p.instance.transfer_syntax_uid)
+                 .Bind(7, p.instance.instance_number)
+                 .Bind(8, p.instance.number_of_frames)
+                 .Bind(9, path)
+                 .Bind(10, size)
+                 .Bind(11, p.metadata_json)
+                 .Bind(12, now)
+                 .Run();
   if (status.ok())
-    status = put_file.Bind(1, path).Bind(2, size).Bind(3, mtime_ns).Bind(4, p.instance.sop_instance_uid).Run();
+    status = put_file.Bind(1, path)
+                 .Bind(2, size)
+                 .Bind(3, mtime_ns)
+                 .Bind(4, p.instance.sop_instance_uid)
+                 .Run();
   return status;
 }
 
@@ -237,7 +283,8 @@ Status FolderIndex::AddInstance(const std::string& path, const ParsedInstance& p
 
 Status FolderIndex::MarkComplete(const std::string& scope_key, int64_t expected) {
   std::lock_guard<std::mutex> lock(mutex_);
-  sql::Statement st(db_, "INSERT OR REPLACE INTO complete_scopes(scope_key,expected,completed_at) VALUES(?,?,?)");
+  sql::Statement st(
+      db_, "INSERT OR REPLACE INTO complete_scopes(scope_key,expected,completed_at) VALUES(?,?,?)");
   SI_RETURN_IF_ERROR(st.PrepareStatus());
   return st.Bind(1, scope_key).Bind(2, expected).Bind(3, clock_.NowSeconds()).Run();
 }
@@ -251,10 +298,12 @@ std::optional<int64_t> FolderIndex::CompleteExpected(const std::string& scope_ke
   return st.Int(0);
 }
 
-int64_t FolderIndex::CountInstances(const std::string& study_uid, const std::optional<std::string>& series_uid) const {
+int64_t FolderIndex::CountInstances(const std::string& study_uid,
+                                    const std::optional<std::string>& series_uid) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  sql::Statement st(db_, series_uid ? "SELECT COUNT(*) FROM instances WHERE series_uid=?2 AND study_uid=?1"
-                                    : "SELECT COUNT(*) FROM instances WHERE study_uid=?1");
+  sql::Statement st(db_, series_uid
+                             ? "SELECT COUNT(*) FROM instances WHERE series_uid=?2 AND study_uid=?1"
+                             : "SELECT COUNT(*) FROM instances WHERE study_uid=?1");
   if (!st.ok()) return 0;
   st.Bind(1, study_uid);
   if (series_uid) st.Bind(2, *series_uid);
@@ -276,7 +325,8 @@ Status FolderIndex::TouchStudy(const std::string& study_uid) {
 
 Result<std::vector<std::string>> FolderIndex::StudiesLeastRecentlyUsed() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  sql::Statement st(db_,
+  sql::Statement st(
+      db_,
       "SELECT s.study_uid FROM studies s LEFT JOIN study_access a ON a.study_uid=s.study_uid "
       "ORDER BY COALESCE(a.last_access, s.first_seen), s.first_seen");
   SI_RETURN_IF_ERROR(st.PrepareStatus());
@@ -297,11 +347,12 @@ Result<std::vector<std::string>> FolderIndex::RemoveStudy(const std::string& stu
   }
   SI_RETURN_IF_ERROR(sql::Exec(db_, "BEGIN"));
   Status status;
-  for (const char* q : {"DELETE FROM complete_scopes WHERE scope_key='study:'||?1 OR scope_key IN "
-                        "(SELECT 'series:'||series_uid FROM series WHERE study_uid=?1)",
-                        "DELETE FROM files WHERE path IN (SELECT path FROM instances WHERE study_uid=?1)",
-                        "DELETE FROM instances WHERE study_uid=?1", "DELETE FROM series WHERE study_uid=?1",
-                        "DELETE FROM studies WHERE study_uid=?1", "DELETE FROM study_access WHERE study_uid=?1"}) {
+  for (const char* q :
+       {"DELETE FROM complete_scopes WHERE scope_key='study:'||?1 OR scope_key IN "
+        "(SELECT 'series:'||series_uid FROM series WHERE study_uid=?1)",
+        "DELETE FROM files WHERE path IN (SELECT path FROM instances WHERE study_uid=?1)",
+        "DELETE FROM instances WHERE study_uid=?1", "DELETE FROM series WHERE study_uid=?1",
+        "DELETE FROM studies WHERE study_uid=?1", "DELETE FROM study_access WHERE study_uid=?1"}) {
     sql::Statement st(db_, q);
     status = st.PrepareStatus();
     if (status.ok()) status = st.Bind(1, study_uid).Run();
@@ -319,7 +370,8 @@ Result<std::vector<std::string>> FolderIndex::RemoveStudy(const std::string& stu
 Result<std::vector<StudyRecord>> FolderIndex::FindStudies(const StudyQuery& query) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string sql =
-      "SELECT study_uid,patient_id,patient_name,study_date,study_time,timezone_offset,accession_number,"
+      "SELECT "
+      "study_uid,patient_id,patient_name,study_date,study_time,timezone_offset,accession_number,"
       "study_id,description,referring_physician FROM studies WHERE 1=1";
   if (query.patient_id) sql += " AND patient_id=?1";
   if (query.study_instance_uid) sql += " AND study_uid=?2";
@@ -348,12 +400,17 @@ Result<std::vector<StudyRecord>> FolderIndex::FindStudies(const StudyQuery& quer
   if (st.Failed()) return IoError(std::string("sqlite: ") + sqlite3_errmsg(db_));
 
   sql::Statement series(db_,
-      "SELECT s.series_uid,s.modality,s.series_number,s.description,s.body_part,s.series_date,s.series_time,"
-      "(SELECT COUNT(*) FROM instances i WHERE i.series_uid=s.series_uid) FROM series s WHERE s.study_uid=? "
-      "ORDER BY s.series_number IS NULL, s.series_number, s.series_uid");
-  sql::Statement instances(db_,
+                        "SELECT "
+                        "s.series_uid,s.modality,s.series_number,s.description,s.body_part,s."
+                        "series_date,s.series_time,"
+                        "(SELECT COUNT(*) FROM instances i WHERE i.series_uid=s.series_uid) FROM "
+                        "series s WHERE s.study_uid=? "
+                        "ORDER BY s.series_number IS NULL, s.series_number, s.series_uid");
+  sql::Statement instances(
+      db_,
       "SELECT sop_uid,sop_class_uid,transfer_syntax_uid,instance_number,number_of_frames,path,size "
-      "FROM instances WHERE series_uid=? ORDER BY instance_number IS NULL, instance_number, sop_uid");
+      "FROM instances WHERE series_uid=? ORDER BY instance_number IS NULL, instance_number, "
+      "sop_uid");
   SI_RETURN_IF_ERROR(series.PrepareStatus());
   SI_RETURN_IF_ERROR(instances.PrepareStatus());
   for (auto& study : studies) {
@@ -370,7 +427,8 @@ Result<std::vector<StudyRecord>> FolderIndex::FindStudies(const StudyQuery& quer
       r.series_time = series.Text(6);
       r.number_of_instances = series.Int(7);
       study.number_of_instances += r.number_of_instances;
-      if (!r.modality.empty() && modalities.insert(r.modality).second) study.modalities.push_back(r.modality);
+      if (!r.modality.empty() && modalities.insert(r.modality).second)
+        study.modalities.push_back(r.modality);
       study.series.push_back(std::move(r));
     }
     series.Reset();
@@ -402,16 +460,18 @@ std::string InstanceSelection(const std::optional<std::string>& series_uid,
   if (series_uid) where += " AND i.series_uid=?2";
   if (sop_uid) where += " AND i.sop_uid=?3";
   return where +
-         " ORDER BY s.series_number IS NULL, s.series_number, i.series_uid, i.instance_number IS NULL,"
+         " ORDER BY s.series_number IS NULL, s.series_number, i.series_uid, i.instance_number IS "
+         "NULL,"
          " i.instance_number, i.sop_uid";
 }
 }  // namespace
 
-Result<std::vector<StoredInstance>> FolderIndex::FindInstances(const std::string& study_uid,
-                                                               const std::optional<std::string>& series_uid,
-                                                               const std::optional<std::string>& sop_uid) const {
+Result<std::vector<StoredInstance>> FolderIndex::FindInstances(
+    const std::string& study_uid, const std::optional<std::string>& series_uid,
+    const std::optional<std::string>& sop_uid) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  sql::Statement st(db_,
+  sql::Statement st(
+      db_,
       "SELECT i.study_uid,i.series_uid,i.sop_uid,i.patient_id,i.transfer_syntax_uid,i.path,i.size "
       "FROM instances i LEFT JOIN series s ON s.series_uid=i.series_uid" +
           InstanceSelection(series_uid, sop_uid));
@@ -421,16 +481,18 @@ Result<std::vector<StoredInstance>> FolderIndex::FindInstances(const std::string
   if (sop_uid) st.Bind(3, *sop_uid);
   std::vector<StoredInstance> out;
   while (st.Step())
-    out.push_back(StoredInstance{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4), st.Text(5), st.Int(6)});
+    out.push_back(StoredInstance{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4),
+                                 st.Text(5), st.Int(6)});
   if (st.Failed()) return IoError(std::string("sqlite: ") + sqlite3_errmsg(db_));
   return out;
 }
 
-Result<std::vector<std::string>> FolderIndex::FindMetadata(const std::string& study_uid,
-                                                           const std::optional<std::string>& series_uid,
-                                                           const std::optional<std::string>& sop_uid) const {
+Result<std::vector<std::string>> FolderIndex::FindMetadata(
+    const std::string& study_uid, const std::optional<std::string>& series_uid,
+    const std::optional<std::string>& sop_uid) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  sql::Statement st(db_,
+  sql::Statement st(
+      db_,
       "SELECT i.metadata_json FROM instances i LEFT JOIN series s ON s.series_uid=i.series_uid" +
           InstanceSelection(series_uid, sop_uid));
   SI_RETURN_IF_ERROR(st.PrepareStatus());

@@ -48,7 +48,8 @@ class FolderIndex {
   // db_path's directory is created if needed. The parser must outlive the index.
   static Result<std::unique_ptr<FolderIndex>> Open(const std::filesystem::path& db_path,
                                                    const std::filesystem::path& root,
-                                                   const InstanceParser& parser, const Clock& clock);
+                                                   const InstanceParser& parser,
+                                                   const Clock& clock);
   ~FolderIndex();
 
   Result<ScanStats> Rescan();
@@ -59,9 +60,9 @@ class FolderIndex {
 
   // Instances of a study, optionally narrowed to a series and an instance,
   // ordered by series number then instance number.
-  Result<std::vector<StoredInstance>> FindInstances(const std::string& study_uid,
-                                                    const std::optional<std::string>& series_uid,
-                                                    const std::optional<std::string>& sop_uid) const;
+  Result<std::vector<StoredInstance>> FindInstances(
+      const std::string& study_uid, const std::optional<std::string>& series_uid,
+      const std::optional<std::string>& sop_uid) const;
 
   // DICOM JSON objects, same selection and order as FindInstances.
   Result<std::vector<std::string>> FindMetadata(const std::string& study_uid,
@@ -75,7 +76,8 @@ class FolderIndex {
   // once every expected instance is stored; verified against the stored count.
   Status MarkComplete(const std::string& scope_key, int64_t expected);
   std::optional<int64_t> CompleteExpected(const std::string& scope_key) const;
-  int64_t CountInstances(const std::string& study_uid, const std::optional<std::string>& series_uid) const;
+  int64_t CountInstances(const std::string& study_uid,
+                         const std::optional<std::string>& series_uid) const;
 
   // Cache budget support: bytes stored, studies least recently used first, and
   // removal of a whole study (rows and completeness); returns its file paths.
@@ -90,8 +92,8 @@ class FolderIndex {
   FolderIndex(std::filesystem::path root, const InstanceParser& parser, const Clock& clock);
   Status Migrate();
   // Inside a transaction, with mutex_ held.
-  Status InsertParsed(const std::string& path, int64_t size, int64_t mtime_ns, const ParsedInstance& parsed,
-                      int64_t now);
+  Status InsertParsed(const std::string& path, int64_t size, int64_t mtime_ns,
+                      const ParsedInstance& parsed, int64_t now);
 
   struct FileState {
     int64_t size;
@@ -102,9 +104,9 @@ class FolderIndex {
   const InstanceParser& parser_;
   const Clock& clock_;
   mutable std::mutex mutex_;
-  sqlite3* db_ = nullptr;                                // guarded by mutex_
-  std::unordered_map<std::string, FileState> known_;    // guarded by scan_mutex_
-  std::mutex scan_mutex_;                               // one scan at a time
+  sqlite3* db_ = nullptr;                             // guarded by mutex_
+  std::unordered_map<std::string, FileState> known_;  // guarded by scan_mutex_
+  std::mutex scan_mutex_;                             // one scan at a time
 };
 
 }  // namespace si

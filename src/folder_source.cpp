@@ -8,9 +8,10 @@ FolderSource::FolderSource(std::unique_ptr<FolderIndex> index, double rescan_sec
     : index_(std::move(index)), rescan_seconds_(rescan_seconds) {
   auto stats = index_->Rescan();
   if (stats.ok()) {
-    log::Info("folder", index_->root().string() + ": " + std::to_string(stats->files_seen) + " files, " +
-                            std::to_string(stats->added) + " indexed, " + std::to_string(stats->removed) +
-                            " removed, " + std::to_string(stats->skipped) + " skipped in " +
+    log::Info("folder", index_->root().string() + ": " + std::to_string(stats->files_seen) +
+                            " files, " + std::to_string(stats->added) + " indexed, " +
+                            std::to_string(stats->removed) + " removed, " +
+                            std::to_string(stats->skipped) + " skipped in " +
                             std::to_string(static_cast<int>(stats->seconds * 1000)) + " ms");
   } else {
     log::Error("folder", index_->root().string() + ": scan failed: " + stats.status().message());
@@ -34,10 +35,11 @@ void FolderSource::RescanLoop() {
     lock.unlock();
     auto stats = index_->Rescan();
     if (!stats.ok())
-      log::Error("folder", index_->root().string() + ": rescan failed: " + stats.status().message());
+      log::Error("folder",
+                 index_->root().string() + ": rescan failed: " + stats.status().message());
     else if (stats->added || stats->removed)
-      log::Info("folder", index_->root().string() + ": " + std::to_string(stats->added) + " indexed, " +
-                              std::to_string(stats->removed) + " removed");
+      log::Info("folder", index_->root().string() + ": " + std::to_string(stats->added) +
+                              " indexed, " + std::to_string(stats->removed) + " removed");
     lock.lock();
   }
 }

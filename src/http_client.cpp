@@ -177,6 +177,108 @@ Result<HttpClientResponse> CurlHttpClient::Send(const HttpClientRequest& request
   return response;
 }
 
+namespace {
+
+// One streamed exchange: the head goes to the handler just before the first body
+// byte (or at the end when there is no body).
+struct StreamTransfer {
+  CURL* curl = nullptr;
+  HttpStreamHandler* handler = nullptr;
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool head_sent = false;
+  Status failure;  // the handler's, when it stopped the transfer
+};
+
+size_t OnStreamHeader(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<StreamTransfer*>(user);
+  std::string_view line(data, size * n);
+  if (line.rfind("HTTP/", 0) == 0) {
+    t->headers.clear();  // a new response (after 100 Continue)
+  } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
+    t->headers.emplace_back(text::ToLower(text::Trim(line.substr(0, colon))), text::Trim(line.substr(colon + 1)));
+  }
+  return size * n;
+}
+
+bool SendStreamHead(StreamTransfer* t) {
+  if (t->head_sent) return t->failure.ok();
+  t->head_sent = true;
+  long status = 0;
+  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  t->failure = t->handler->OnHead(static_cast<int>(status), t->headers);
+  return t->failure.ok();
+}
+
+size_t OnStreamBody(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<StreamTransfer*>(user);
+  if (!SendStreamHead(t)) return 0;  // aborts the transfer
+  t->failure = t->handler->OnBody(std::string_view(data, size * n));
+  return t->failure.ok() ? size * n : 0;
+}
+
+}  // namespace
+
+Status CurlHttpClient::Stream(const HttpClientRequest& request, HttpStreamHandler& handler) {
+  const std::string host = HostPortOf(request.url);
+  CURL* curl = static_cast<CURL*>(TakeHandle());
+  if (!curl) return Internal("cannot create an HTTP client handle");
+  curl_easy_reset(curl);  // keeps live connections, forgets the previous request's options
+  StreamTransfer transfer;
+  transfer.curl = curl;
+  transfer.handler = &handler;
+  curl_slist* headers = nullptr;
+  for (auto& [k, v] : request.headers) headers = curl_slist_append(headers, (k + ": " + v).c_str());
+  headers = curl_slist_append(headers, "Expect:");
+  const long stall_seconds = std::max<long>(1, static_cast<long>((request.timeout.count() + 999) / 1000));
+
+  curl_easy_setopt(curl, CURLOPT_SHARE, shared_->share);
+  curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);  // never carry credentials to another place
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+  // No whole-transfer limit (a study may take minutes); a stall of stall_seconds ends it.
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, stall_seconds);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(std::min(request.timeout, options_.connect_timeout).count()));
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &OnStreamBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &transfer);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &OnStreamHeader);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &transfer);
+  // Larger pieces than libcurl's 16 KiB default: fewer, bigger writes downstream.
+  curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);
+  // No CURLOPT_ACCEPT_ENCODING: the body is passed on exactly as sent.
+  if (request.method == "GET") {
+    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+  } else if (request.method == "HEAD") {
+    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  } else {
+    if (request.method != "POST") curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+  }
+
+  CURLcode rc = curl_easy_perform(curl);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
+  curl_slist_free_all(headers);
+  if (rc == CURLE_OK) {
+    SendStreamHead(&transfer);  // a response without a body
+    ReturnHandle(curl);
+    return transfer.failure;
+  }
+  curl_easy_cleanup(curl);  // may hold a broken connection: don't reuse it
+  if (!transfer.failure.ok()) return transfer.failure;
+  if (rc == CURLE_OPERATION_TIMEDOUT)
+    return Status(ErrorCode::kGatewayTimeout, host + " stalled for more than " + std::to_string(stall_seconds) + " s");
+  if (transfer.head_sent)
+    return Status(ErrorCode::kBadGateway, host + " broke off its response: " + curl_easy_strerror(rc));
+  return Unavailable(host + " cannot be reached: " + curl_easy_strerror(rc));
+}
+
 std::shared_ptr<HttpClient> DefaultHttpClient() {
   static std::shared_ptr<HttpClient> client = std::make_shared<CurlHttpClient>();
   return client;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -29,9 +30,27 @@ struct HttpClientResponse {
   std::string Header(std::string_view name) const;  // first match, or ""
 };
 
+// Receives a streamed response (HttpClient::Stream): OnHead once, with the final
+// status and headers (names lower-cased), before any body; then the body in the
+// pieces it arrives in. A non-OK return from either stops the transfer.
+class HttpStreamHandler {
+ public:
+  virtual ~HttpStreamHandler() = default;
+  virtual Status OnHead(int status, const std::vector<std::pair<std::string, std::string>>& headers) = 0;
+  virtual Status OnBody(std::string_view data) = 0;
+};
+
 class HttpClient {
  public:
   virtual ~HttpClient() = default;
+  // Streams the response to the handler, nothing buffered whole, body bytes as sent
+  // (no content decoding). request.timeout bounds the wait for the head and every
+  // stall, not the whole transfer. Unavailable when the peer cannot be reached,
+  // GatewayTimeout when it stalls; a handler's non-OK status is returned as it is.
+  // Errors name the host only.
+  virtual Status Stream(const HttpClientRequest& request, HttpStreamHandler& handler) {
+    return NotImplemented("this HTTP client cannot stream");
+  }
   // Any HTTP status is a response; Unavailable when the peer cannot be reached,
   // the exchange times out or the body exceeds the limit. Errors name the host,
   // never the query, headers or body (they may carry credentials).
@@ -52,6 +71,7 @@ class CurlHttpClient final : public HttpClient {
   CurlHttpClient& operator=(const CurlHttpClient&) = delete;
 
   Result<HttpClientResponse> Send(const HttpClientRequest& request) override;
+  Status Stream(const HttpClientRequest& request, HttpStreamHandler& handler) override;
 
  private:
   void* TakeHandle();

@@ -25,6 +25,7 @@
 #include "dimse/samples.h"
 #include "facade/facade.h"
 #include "facade/http_server.h"
+#include "src/dicomweb_source.h"
 #include "src/dimse_source.h"
 #include "src/fhirpath.h"
 #include "src/folder_source.h"
@@ -212,8 +213,19 @@ int Serve(const std::map<std::string, std::string>& flags) {
     std::fprintf(stderr, "smart-imaging: invalid dimse-port '%s'\n", v["dimse-port"].c_str());
     return 2;
   }
+  // DICOMweb tenants share one HTTP client: one pool of keep-alive connections.
+  si::CurlHttpClientOptions dicomweb_http;
+  dicomweb_http.max_body_bytes = 64 * 1024 * 1024;
+  dicomweb_http.max_idle_handles = 64;
+  auto dicomweb_client = std::make_shared<si::CurlHttpClient>(dicomweb_http);
   si::SourceFactory factory = [&](const si::TenantConfig& t) -> si::Result<std::shared_ptr<si::ImageSource>> {
     std::lock_guard<std::mutex> lock(folders_mutex);
+    if (t.images_type == "dicom-web") {
+      auto web = si::ParseDicomWebSettings(t);
+      if (!web.ok()) return web.status();
+      return std::shared_ptr<si::ImageSource>(
+          std::make_shared<si::DicomWebSource>(std::move(web).value(), dicomweb_client, clock));
+    }
     if (t.images_type == "dicom-dimse") {
       auto hostport = si::ParseDimseEndpoint(t.endpoint);
       if (!hostport) return si::InvalidConfig("endpoint must be dimse://host:port");

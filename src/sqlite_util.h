@@ -15,7 +15,8 @@ namespace si::sql {
 class Statement {
  public:
   Statement(sqlite3* db, std::string_view sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) !=
+        SQLITE_OK)
       stmt_ = nullptr;
   }
   ~Statement() { sqlite3_finalize(stmt_); }
@@ -35,7 +36,10 @@ class Statement {
     return *this;
   }
   Statement& Bind(int i, const std::optional<int64_t>& v) {
-    if (v) sqlite3_bind_int64(stmt_, i, *v); else sqlite3_bind_null(stmt_, i);
+    if (v)
+      sqlite3_bind_int64(stmt_, i, *v);
+    else
+      sqlite3_bind_null(stmt_, i);
     return *this;
   }
   Statement& BindNull(int i) {
@@ -49,8 +53,9 @@ class Statement {
   }
   Status Run() {
     Step();
-    Status s = last_ == SQLITE_DONE || last_ == SQLITE_ROW ? Status::Ok()
-                                                           : IoError(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    Status s = last_ == SQLITE_DONE || last_ == SQLITE_ROW
+                   ? Status::Ok()
+                   : IoError(std::string("sqlite: ") + sqlite3_errmsg(db_));
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
     return s;
@@ -64,7 +69,8 @@ class Statement {
   bool Failed() const { return last_ != SQLITE_ROW && last_ != SQLITE_DONE; }
   std::string Text(int col) const {
     auto* p = sqlite3_column_text(stmt_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : std::string();
+    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col))
+             : std::string();
   }
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   std::optional<int64_t> OptInt(int col) const {

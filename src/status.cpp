@@ -28,7 +28,8 @@ static_assert(sizeof(kErrorTable) / sizeof(kErrorTable[0]) ==
 
 const ErrorInfo& InfoFor(ErrorCode code) {
   auto index = static_cast<size_t>(code);
-  if (index >= sizeof(kErrorTable) / sizeof(kErrorTable[0])) index = static_cast<size_t>(ErrorCode::kInternal);
+  if (index >= sizeof(kErrorTable) / sizeof(kErrorTable[0]))
+    index = static_cast<size_t>(ErrorCode::kInternal);
   return kErrorTable[index];
 }
 

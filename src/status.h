@@ -2,6 +2,7 @@
 // Errors as values. Every failure inside smart-imaging is a Status carrying one
 // ErrorCode; the table in status.cpp maps each code to its HTTP status and FHIR
 // issue code, so the facade never invents its own mapping.
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -48,10 +49,18 @@ class [[nodiscard]] Status {
   const std::string& message() const { return message_; }
   int http_status() const { return InfoFor(code_).http_status; }
   std::string ToString() const;
+  // Whole seconds a client should wait before retrying (sent as Retry-After with
+  // kUnavailable); 0 when the status does not say.
+  int64_t retry_after_seconds() const { return retry_after_seconds_; }
+  Status& WithRetryAfter(int64_t seconds) {
+    retry_after_seconds_ = seconds;
+    return *this;
+  }
 
  private:
   ErrorCode code_ = ErrorCode::kOk;
   std::string message_;
+  int64_t retry_after_seconds_ = 0;
 };
 
 inline Status InvalidArgument(std::string m) { return {ErrorCode::kInvalidArgument, std::move(m)}; }
@@ -69,8 +78,8 @@ inline Status Internal(std::string m) { return {ErrorCode::kInternal, std::move(
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}                   // NOLINT: implicit by design
-  Result(Status status) : status_(std::move(status)) {}           // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
+  Result(Status status) : status_(std::move(status)) {}  // NOLINT: implicit by design
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
   T& value() & { return *value_; }
@@ -88,8 +97,8 @@ class [[nodiscard]] Result {
 
 }  // namespace si
 
-#define SI_RETURN_IF_ERROR(expr)        \
-  do {                                  \
-    ::si::Status si_status_ = (expr);   \
+#define SI_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::si::Status si_status_ = (expr);        \
     if (!si_status_.ok()) return si_status_; \
   } while (0)

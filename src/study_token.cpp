@@ -73,8 +73,8 @@ Result<std::string> StudyTokenCodec::Issue(StudyBinding binding) const {
     cjose_header_release(header);
     return Internal("cannot set JWE header");
   }
-  cjose_jwe_t* jwe = cjose_jwe_encrypt(key_->jwk, header, reinterpret_cast<const uint8_t*>(sb.GetString()),
-                                       sb.GetSize(), &err);
+  cjose_jwe_t* jwe = cjose_jwe_encrypt(
+      key_->jwk, header, reinterpret_cast<const uint8_t*>(sb.GetString()), sb.GetSize(), &err);
   cjose_header_release(header);
   if (!jwe) return Internal(std::string("cannot encrypt study token: ") + err.message);
   char* compact = cjose_jwe_export(jwe, &err);
@@ -90,15 +90,18 @@ Result<StudyBinding> StudyTokenCodec::Verify(std::string_view token) const {
   // Five base64url segments; anything else is refused before cjose sees it.
   if (token.empty() || token.size() > 8192) return kInvalid;
   for (char c : token)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return kInvalid;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+      return kInvalid;
 
   cjose_err err;
   cjose_jwe_t* jwe = cjose_jwe_import(token.data(), token.size(), &err);
   if (!jwe) return kInvalid;
   // Refuse any other algorithm before decrypting: no algorithm confusion.
   cjose_header_t* protected_header = cjose_jwe_get_protected(jwe);
-  const char* alg = protected_header ? cjose_header_get(protected_header, CJOSE_HDR_ALG, &err) : nullptr;
-  const char* enc = protected_header ? cjose_header_get(protected_header, CJOSE_HDR_ENC, &err) : nullptr;
+  const char* alg =
+      protected_header ? cjose_header_get(protected_header, CJOSE_HDR_ALG, &err) : nullptr;
+  const char* enc =
+      protected_header ? cjose_header_get(protected_header, CJOSE_HDR_ENC, &err) : nullptr;
   if (!alg || !enc || std::strcmp(alg, CJOSE_HDR_ALG_DIR) != 0 ||
       std::strcmp(enc, CJOSE_HDR_ENC_A256GCM) != 0) {
     cjose_jwe_release(jwe);
@@ -142,8 +145,10 @@ Result<StudyBinding> StudyTokenCodec::Verify(std::string_view token) const {
     } else if (identifier->value.IsString()) {
       std::string v = identifier->value.GetString();
       auto bar = v.find('|');
-      if (bar == std::string::npos) id.value = v;
-      else id = {v.substr(0, bar), v.substr(bar + 1)};
+      if (bar == std::string::npos)
+        id.value = v;
+      else
+        id = {v.substr(0, bar), v.substr(bar + 1)};
     }
     if (id.value.empty()) return kInvalid;
     b.by_patient_identifier = id;

@@ -22,11 +22,13 @@ class FolderPacs final : public DimseClient {
   std::atomic<int> deliver_at_most{1 << 30};
   std::atomic<bool> unreachable{false};
 
-  Result<std::vector<StudyRecord>> FindStudies(const DimsePeer&, const StudyQuery& q) const override {
+  Result<std::vector<StudyRecord>> FindStudies(const DimsePeer&,
+                                               const StudyQuery& q) const override {
     if (unreachable) return Unavailable("PACS unreachable");
     return pacs_.FindStudies(q);
   }
-  Result<std::vector<InstanceKey>> FindInstances(const DimsePeer&, const RetrieveScope& s) const override {
+  Result<std::vector<InstanceKey>> FindInstances(const DimsePeer&,
+                                                 const RetrieveScope& s) const override {
     if (unreachable) return Unavailable("PACS unreachable");
     auto found = pacs_.FindInstances(s.study_uid, s.series_uid, s.sop_uid);
     if (!found.ok()) return found.status();
@@ -34,7 +36,8 @@ class FolderPacs final : public DimseClient {
     for (auto& i : *found) keys.push_back({i.study_uid, i.series_uid, i.sop_instance_uid, ""});
     return keys;
   }
-  Result<RetrieveOutcome> Move(const DimsePeer&, const RetrieveScope& s, const std::atomic<bool>&) const override {
+  Result<RetrieveOutcome> Move(const DimsePeer&, const RetrieveScope& s,
+                               const std::atomic<bool>&) const override {
     ++const_cast<FolderPacs*>(this)->moves;
     if (unreachable) return Unavailable("PACS unreachable");
     auto found = pacs_.FindInstances(s.study_uid, s.series_uid, s.sop_uid);
@@ -50,8 +53,9 @@ class FolderPacs final : public DimseClient {
     }
     return out;
   }
-  Result<RetrieveOutcome> Get(const DimsePeer& p, const RetrieveScope& s, const std::vector<std::string>&,
-                              StoreTarget&, const std::atomic<bool>& c) const override {
+  Result<RetrieveOutcome> Get(const DimsePeer& p, const RetrieveScope& s,
+                              const std::vector<std::string>&, StoreTarget&,
+                              const std::atomic<bool>& c) const override {
     return Move(p, s, c);
   }
 
@@ -76,7 +80,8 @@ class DimseSourceTest : public ::testing::Test {
     auto s = dimse::GenerateSamples(pacs_dir_.path(), dimse::SampleOptions{5, 0.1});
     ASSERT_TRUE(s.ok());
     studies_ = *s;
-    auto pacs_index = FolderIndex::Open(cache_dir_.path() / "pacs.sqlite", pacs_dir_.path(), parser_, clock_);
+    auto pacs_index =
+        FolderIndex::Open(cache_dir_.path() / "pacs.sqlite", pacs_dir_.path(), parser_, clock_);
     ASSERT_TRUE(pacs_index.ok());
     pacs_index_ = std::move(pacs_index).value();
     ASSERT_TRUE(pacs_index_->Rescan().ok());
@@ -89,7 +94,8 @@ class DimseSourceTest : public ::testing::Test {
     auto index = FolderIndex::Open(cache_dir_.path() / "cache.sqlite", root, parser_, clock_);
     ASSERT_TRUE(index.ok());
     DimsePeer peer{"127.0.0.1", 104, "PACS", "US", 1, 5, 20};
-    source_ = std::make_unique<DimseSource>(peer, RetrievalMode::kMove, 2, *pacs_, parser_, std::move(index).value(), root, budget);
+    source_ = std::make_unique<DimseSource>(peer, RetrievalMode::kMove, 2, *pacs_, parser_,
+                                            std::move(index).value(), root, budget);
     pacs_->target = source_.get();
   }
   const dimse::SampleStudySummary& Study(size_t i) { return studies_[i]; }
@@ -134,7 +140,9 @@ TEST_F(DimseSourceTest, ConcurrentRequestsShareOneRetrieval) {
       auto plan = source_->PlanRetrieval(scope);
       ASSERT_TRUE(plan.ok());
       CountingSink sink;
-      if (source_->Retrieve(*plan, sink).ok() && static_cast<int>(sink.got.size()) == Study(1).instance_count) ++complete;
+      if (source_->Retrieve(*plan, sink).ok() &&
+          static_cast<int>(sink.got.size()) == Study(1).instance_count)
+        ++complete;
     });
   for (auto& t : clients) t.join();
   EXPECT_EQ(complete, 8);

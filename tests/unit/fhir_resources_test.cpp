@@ -46,14 +46,16 @@ TEST(FhirResources, ImagingStudyOmitsWhatIsUnsafe) {
   SeriesRecord series;
   series.series_instance_uid = "1.2.3.1";
   series.number_of_instances = 1;
-  series.instances.push_back(InstanceRecord{"1.2.3.1.1", "1.2.840.10008.5.1.4.1.1.2", "", 1, 1, "", 0});
+  series.instances.push_back(
+      InstanceRecord{"1.2.3.1.1", "1.2.840.10008.5.1.4.1.1.2", "", 1, 1, "", 0});
   s.series.push_back(series);
   StudyLinks links;
   links.full_url = "http://x/t/fhir/ImagingStudy/1.2.3";
   links.endpoint_id = "wado-1";
   links.endpoint_address = "http://x/t/wado/TOKEN";
   links.subject_reference = "Patient/p1";
-  std::string json = SearchsetBundle(1, {{"self", "http://x/t/fhir/ImagingStudy?patient=p1"}}, {&s}, {links}, "http://x/t/fhir");
+  std::string json = SearchsetBundle(1, {{"self", "http://x/t/fhir/ImagingStudy?patient=p1"}}, {&s},
+                                     {links}, "http://x/t/fhir");
   rapidjson::Document d;
   d.Parse(json.c_str());
   ASSERT_FALSE(d.HasParseError()) << json;
@@ -61,17 +63,20 @@ TEST(FhirResources, ImagingStudyOmitsWhatIsUnsafe) {
   EXPECT_FALSE(study.HasMember("started"));
   EXPECT_FALSE(study.HasMember("description"));
   EXPECT_STREQ(study["identifier"][0]["value"].GetString(), "urn:oid:1.2.3");
-  EXPECT_STREQ(study["series"][0]["modality"]["code"].GetString(), "OT") << "series.modality is 1..1";
+  EXPECT_STREQ(study["series"][0]["modality"]["code"].GetString(), "OT")
+      << "series.modality is 1..1";
   EXPECT_STREQ(study["endpoint"][0]["reference"].GetString(), "#wado-1");
   EXPECT_STREQ(study["contained"][0]["address"].GetString(), "http://x/t/wado/TOKEN");
-  EXPECT_STREQ(study["series"][0]["instance"][0]["sopClass"]["code"].GetString(), "urn:oid:1.2.840.10008.5.1.4.1.1.2");
+  EXPECT_STREQ(study["series"][0]["instance"][0]["sopClass"]["code"].GetString(),
+               "urn:oid:1.2.840.10008.5.1.4.1.1.2");
 
   links.contain_endpoint = false;
   json = SearchsetBundle(1, {}, {&s}, {links}, "http://x/t/fhir");
   d.Parse(json.c_str());
   ASSERT_EQ(d["entry"].Size(), 2u);
   EXPECT_STREQ(d["entry"][1]["search"]["mode"].GetString(), "include");
-  EXPECT_STREQ(d["entry"][0]["resource"]["endpoint"][0]["reference"].GetString(), "Endpoint/wado-1");
+  EXPECT_STREQ(d["entry"][0]["resource"]["endpoint"][0]["reference"].GetString(),
+               "Endpoint/wado-1");
 }
 
 TEST(FhirResources, InvalidUtf8NeverReachesJson) {

@@ -21,12 +21,12 @@ TEST(FhirSearch, ParsesPatientForms) {
 
 TEST(FhirSearch, MalformedParametersAreInvalidArgument) {
   for (ParamList p : std::vector<ParamList>{{{"_count", "abc"}},
-                                           {{"_count", "-1"}},
-                                           {{"started", "notadate"}},
-                                           {{"started", "2020-13-01"}},
-                                           {{"started", "ge2020-02-30"}},
-                                           {{"identifier", "urn:oid:1..2"}},
-                                           {{"_include", "ImagingStudy:subject"}}}) {
+                                            {{"_count", "-1"}},
+                                            {{"started", "notadate"}},
+                                            {{"started", "2020-13-01"}},
+                                            {{"started", "ge2020-02-30"}},
+                                            {{"identifier", "urn:oid:1..2"}},
+                                            {{"_include", "ImagingStudy:subject"}}}) {
     auto s = ParseStudySearch(p);
     ASSERT_FALSE(s.ok()) << p[0].first << "=" << p[0].second;
     EXPECT_EQ(s.status().http_status(), 400);
@@ -95,7 +95,8 @@ TEST(FhirSearch, StartedPrefixes) {
 
 TEST(FhirSearch, ModalityAndIdentifierFilters) {
   StudyRecord s = Study("20200615", "", {"CT", "SR"});
-  auto search = ParseStudySearch({{"modality", "MR,http://dicom.nema.org/resources/ontology/DCM|SR"}});
+  auto search =
+      ParseStudySearch({{"modality", "MR,http://dicom.nema.org/resources/ontology/DCM|SR"}});
   EXPECT_TRUE(StudyMatches(*search, s, 0));
   search = ParseStudySearch({{"modality", "MR"}});
   EXPECT_FALSE(StudyMatches(*search, s, 0));
@@ -127,18 +128,27 @@ TEST(FhirSearch, PatientResolutionFollowsTheMockRules) {
   auto p = ResolveSearchPatient(tenant, *decision, search({{"patient", "87a339d0"}}));
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->mrn->value, "293ee354");
-  EXPECT_EQ(ResolveSearchPatient(tenant, *decision, search({{"patient", "other"}})).status().http_status(), 403);
+  EXPECT_EQ(ResolveSearchPatient(tenant, *decision, search({{"patient", "other"}}))
+                .status()
+                .http_status(),
+            403);
   EXPECT_EQ(ResolveSearchPatient(tenant, *decision, search({})).status().http_status(), 403);
   // Identifier: the system is compared when both sides have one.
-  EXPECT_TRUE(ResolveSearchPatient(tenant, *decision, search({{"patient.identifier", "293ee354"}})).ok());
-  EXPECT_TRUE(ResolveSearchPatient(tenant, *decision,
-                                   search({{"patient.identifier", "http://hospital.smarthealthit.org|293ee354"}})).ok());
-  EXPECT_FALSE(ResolveSearchPatient(tenant, *decision, search({{"patient.identifier", "urn:other|293ee354"}})).ok());
+  EXPECT_TRUE(
+      ResolveSearchPatient(tenant, *decision, search({{"patient.identifier", "293ee354"}})).ok());
+  EXPECT_TRUE(ResolveSearchPatient(
+                  tenant, *decision,
+                  search({{"patient.identifier", "http://hospital.smarthealthit.org|293ee354"}}))
+                  .ok());
+  EXPECT_FALSE(ResolveSearchPatient(tenant, *decision,
+                                    search({{"patient.identifier", "urn:other|293ee354"}}))
+                   .ok());
 
   // Open tenant: any patient; the configured one keeps its MRN, others use the id.
   auto open = MockTenant(true, Danae());
   auto any = MockAuthorizer(open).Authorize({});
-  EXPECT_EQ(ResolveSearchPatient(open, *any, search({{"patient", "87a339d0"}}))->mrn->value, "293ee354");
+  EXPECT_EQ(ResolveSearchPatient(open, *any, search({{"patient", "87a339d0"}}))->mrn->value,
+            "293ee354");
   EXPECT_EQ(ResolveSearchPatient(open, *any, search({{"patient", "MRN-1"}}))->mrn->value, "MRN-1");
   EXPECT_EQ(ResolveSearchPatient(open, *any, search({})).status().http_status(), 403);
 }

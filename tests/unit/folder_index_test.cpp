@@ -23,7 +23,8 @@ class FolderIndexTest : public ::testing::Test {
     summaries_ = *studies;
   }
   std::unique_ptr<FolderIndex> Open() {
-    auto index = FolderIndex::Open(cache_.path() / "index.sqlite", samples_.path(), parser_, clock_);
+    auto index =
+        FolderIndex::Open(cache_.path() / "index.sqlite", samples_.path(), parser_, clock_);
     EXPECT_TRUE(index.ok()) << index.status().ToString();
     return index.ok() ? std::move(index).value() : nullptr;
   }
@@ -55,9 +56,11 @@ TEST_F(FolderIndexTest, IndexesEveryStudyWithSeriesAndInstances) {
     EXPECT_EQ(s.number_of_series, summary.series_count);
     EXPECT_EQ(s.number_of_instances, summary.instance_count);
     EXPECT_EQ(s.modalities.front(), summary.modality);
-    for (auto& series : s.series) EXPECT_EQ(static_cast<int64_t>(series.instances.size()), series.number_of_instances);
+    for (auto& series : s.series)
+      EXPECT_EQ(static_cast<int64_t>(series.instances.size()), series.number_of_instances);
   }
-  auto danae = index->FindStudies(StudyQuery{"293ee354-f8ad-4345-b10c-759fdfdcc082", std::nullopt, false});
+  auto danae =
+      index->FindStudies(StudyQuery{"293ee354-f8ad-4345-b10c-759fdfdcc082", std::nullopt, false});
   ASSERT_TRUE(danae.ok());
   EXPECT_GE(danae->size(), 2u);
   for (auto& s : *danae) EXPECT_EQ(s.patient_id, "293ee354-f8ad-4345-b10c-759fdfdcc082");
@@ -97,7 +100,8 @@ TEST_F(FolderIndexTest, SkipsJunkAndFollowsChangesWithoutRestart) {
   testing::TempDir more("more");
   auto extra = dimse::GenerateSamples(more.path(), dimse::SampleOptions{99, 0.05});
   ASSERT_TRUE(extra.ok());
-  std::filesystem::copy(more.path(), samples_.path() / "incoming", std::filesystem::copy_options::recursive);
+  std::filesystem::copy(more.path(), samples_.path() / "incoming",
+                        std::filesystem::copy_options::recursive);
   stats = index->Rescan();
   ASSERT_TRUE(stats.ok());
   EXPECT_GT(stats->added, 0);
@@ -134,7 +138,8 @@ TEST_F(FolderIndexTest, PlanRetrievalOrdersAndReportsMissing) {
   }
   auto missing = source.PlanRetrieval(RetrieveScope{"1.2.3.4.5", std::nullopt, std::nullopt});
   EXPECT_EQ(missing.status().http_status(), 404);
-  auto series = source.PlanRetrieval(RetrieveScope{s.study_uid, plan->front().series_uid, std::nullopt});
+  auto series =
+      source.PlanRetrieval(RetrieveScope{s.study_uid, plan->front().series_uid, std::nullopt});
   ASSERT_TRUE(series.ok());
   for (auto& i : *series) EXPECT_EQ(i.series_uid, plan->front().series_uid);
 }

@@ -10,7 +10,8 @@ StudyBinding Binding() {
   b.study_uid = "1.2.3.4";
   b.tenant_key = "open";
   b.by_patient_id = "87a339d0-8cae-418e-89c7-8651e6aab3c6";
-  b.by_patient_identifier = StudyBinding::Identifier{"http://hospital.smarthealthit.org", "293ee354-f8ad-4345-b10c-759fdfdcc082"};
+  b.by_patient_identifier = StudyBinding::Identifier{"http://hospital.smarthealthit.org",
+                                                     "293ee354-f8ad-4345-b10c-759fdfdcc082"};
   return b;
 }
 
@@ -67,7 +68,8 @@ TEST(StudyToken, OtherKeyTamperingAndGarbageAreForbidden) {
     }
     start = end + 1;
   }
-  for (const char* garbage : {"", "abc", "a.b.c.d.e", "....", "eyJhbGciOiJub25lIn0.e30.", "%%%%", "a b"}) {
+  for (const char* garbage :
+       {"", "abc", "a.b.c.d.e", "....", "eyJhbGciOiJub25lIn0.e30.", "%%%%", "a b"}) {
     auto r = codec.Verify(garbage);
     EXPECT_FALSE(r.ok()) << garbage;
     EXPECT_EQ(r.status().http_status(), 403) << garbage;
@@ -95,8 +97,10 @@ namespace {
 //          iat:1700000000, exp:4102444800}. The reverse direction is in
 // tests/blackbox/tokens.test.js.
 constexpr const char* kJoseToken =
-    "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..mjR_WuxVZH2seyFa._6oTFNyiZFq0C_j9KgZNeqzl0Fp89m6NnbIXAjL-"
-    "92DOUyklJgN1fr7OqMkTfcxfv0U9A0SUd4XyQdc0UDjAA8H7pWXdiNDhqCtFS-12AKqErYpXTlyLP72deMM9mX8Iyyhvr3IC88MrfsQlJbfzhI_"
+    "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..mjR_WuxVZH2seyFa._6oTFNyiZFq0C_"
+    "j9KgZNeqzl0Fp89m6NnbIXAjL-"
+    "92DOUyklJgN1fr7OqMkTfcxfv0U9A0SUd4XyQdc0UDjAA8H7pWXdiNDhqCtFS-"
+    "12AKqErYpXTlyLP72deMM9mX8Iyyhvr3IC88MrfsQlJbfzhI_"
     "T.fyvQGcFNeL45VO3H6qO28A";
 
 TEST(StudyToken, DecodesTokensMintedByJose) {

@@ -9,7 +9,9 @@
 namespace si {
 namespace {
 
-Result<TenantConfig> Parse(const std::string& json) { return ParseTenant("t", json, "t.json", "/base"); }
+Result<TenantConfig> Parse(const std::string& json) {
+  return ParseTenant("t", json, "t.json", "/base");
+}
 
 TEST(Tenant, FolderTenantResolvesRelativePath) {
   auto t = Parse(R"({"authorization":{"type":"mock","disableAuthzChecks":true},
@@ -27,8 +29,10 @@ TEST(Tenant, InvalidFilesNameFilePathAndReason) {
     const char* expect;
   } cases[] = {
       {R"({"authorization":{"type":"mock"}})", "t.json: at /: missing required property 'images'"},
-      {R"({"authorization":{"type":"mock"},"images":{"type":"ftp"}})", "at /images/type: must be one of"},
-      {R"({"authorization":{"type":"mock"},"images":{"type":"folder"}})", "at /images: folder needs path"},
+      {R"({"authorization":{"type":"mock"},"images":{"type":"ftp"}})",
+       "at /images/type: must be one of"},
+      {R"({"authorization":{"type":"mock"},"images":{"type":"folder"}})",
+       "at /images: folder needs path"},
       {R"({"authorization":{"type":"mock"},"images":{"type":"folder","path":"x","lookup":"some"}})",
        "at /images/lookup: must be one of 'studies-by-mrn' 'all-studies-on-server'"},
       {R"({"authorization":{"type":"smart-on-fhir"},"images":{"type":"folder","path":"x"}})",
@@ -36,7 +40,8 @@ TEST(Tenant, InvalidFilesNameFilePathAndReason) {
       {R"({"authorization":{"type":"mock","disableAuthzChecks":"yes"},"images":{"type":"folder","path":"x"}})",
        "at /authorization/disableAuthzChecks: wrong type, expected boolean"},
       {R"({"authorization":{"type":"mock"},"images":{"type":"dicom-dimse","endpoint":"dimse://pacs:104"}})",
-       "at /images: folder needs path; dicom-web needs an http(s) endpoint; dicom-dimse needs endpoint"},
+       "at /images: folder needs path; dicom-web needs an http(s) endpoint; dicom-dimse needs "
+       "endpoint"},
       {R"({"authorization": )", "t.json: at /: not valid JSON"},
   };
   for (auto& c : cases) {
@@ -48,7 +53,8 @@ TEST(Tenant, InvalidFilesNameFilePathAndReason) {
 }
 
 TEST(Tenant, MrnIsTheIdentifierCodedMrElseTheFirst) {
-  auto t = Parse(R"({"authorization":{"type":"mock","patient":{"resourceType":"Patient","id":"p1","identifier":[
+  auto t = Parse(
+      R"({"authorization":{"type":"mock","patient":{"resourceType":"Patient","id":"p1","identifier":[
       {"system":"urn:ssn","value":"999"},
       {"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},"system":"urn:mrn","value":"M42"}]}},
       "images":{"type":"folder","path":"x"}})");
@@ -75,8 +81,10 @@ TEST(Tenant, Base64UrlRoundTrip) {
 // The reference server's tenant files must load unchanged. They live in
 // ../shared beside the checkout in CI; a user's clone may not have them.
 TEST(Tenant, ReferenceSeedConfigsLoadUnchanged) {
-  std::filesystem::path seeds = std::filesystem::path(SI_SOURCE_DIR) / ".." / "shared" / "seed-configs";
-  if (!std::filesystem::is_directory(seeds)) GTEST_SKIP() << "../shared/seed-configs is absent: skipping";
+  std::filesystem::path seeds =
+      std::filesystem::path(SI_SOURCE_DIR) / ".." / "shared" / "seed-configs";
+  if (!std::filesystem::is_directory(seeds))
+    GTEST_SKIP() << "../shared/seed-configs is absent: skipping";
   testing::TempDir dir("seeds");
   int copied = 0;
   for (auto& e : std::filesystem::directory_iterator(seeds)) {
