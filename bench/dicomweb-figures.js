@@ -83,6 +83,8 @@ async function main() {
         req.pipe(up);
       }, WAN_MS);
     });
+    let proxyConnections = 0;
+    proxy.on('connection', () => { proxyConnections++; });
     await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
     closers.push(() => new Promise((r) => proxy.close(r)));
     const remote = { ...orthanc, root: `http://127.0.0.1:${proxy.address().port}/dicom-web` };
@@ -150,6 +152,7 @@ async function main() {
     console.log(`  through a proxy adding ${WAN_MS} ms per request (a remote VNA), node fetch:`);
     console.log(`  series queries concurrent: median ${median(concWan).toFixed(1)} ms, p90 ${p90(concWan).toFixed(1)} ms`);
     console.log(`  series queries sequential: median ${median(seqWan).toFixed(1)} ms, p90 ${p90(seqWan).toFixed(1)} ms`);
+    console.log(`  TCP connections smart-imaging opened to the proxy for ${2 * (runs + 2)} searches (${2 * (runs + 2) * 11} requests): ${proxyConnections}`);
     console.log(`WADO-RS whole study ${bigUid.slice(0, 24)}… (${bigFiles.length} instances, ${(bigBytes / 1e6).toFixed(1)} MB of files, ${o.length} runs each):`);
     console.log(`  Orthanc directly:   median ${(median(d.map((x) => x.total)) * 1000).toFixed(0)} ms, ${mbps(d).toFixed(0)} MB/s, first byte ${(median(d.map((x) => x.ttfb)) * 1000).toFixed(1)} ms`);
     console.log(`  through smart-imaging: median ${(median(o.map((x) => x.total)) * 1000).toFixed(0)} ms, ${mbps(o).toFixed(0)} MB/s, first byte ${(median(o.map((x) => x.ttfb)) * 1000).toFixed(1)} ms`);

@@ -250,6 +250,9 @@ Status CurlHttpClient::Stream(const HttpClientRequest& request, HttpStreamHandle
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &transfer);
   // Larger pieces than libcurl's 16 KiB default: fewer, bigger writes downstream.
   curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);
+  // The shared connection cache keeps only 5 idle connections by default: concurrent
+  // streams (bounded query fan-out) would close and reopen the rest every time.
+  curl_easy_setopt(curl, CURLOPT_MAXCONNECTS, 64L);
   // No CURLOPT_ACCEPT_ENCODING: the body is passed on exactly as sent.
   if (request.method == "GET") {
     curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);

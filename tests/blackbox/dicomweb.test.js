@@ -7,6 +7,7 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const http = require('node:http');
 const net = require('node:net');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
@@ -49,6 +50,8 @@ describe('dicom-web tenants over real Orthanc', { timeout: 120000, skip: unavail
   let truth;
   let bySop;
   let silent;       // a TCP server that accepts and never answers
+  let broken;       // an HTTP server whose WADO-RS breaks
+  const BROKEN_STUDY = '1.2.826.0.1.999.1';
   let seedNames = [];
   const PATIENT = h.KSHLERIN_MRN;
   let t0;                  // when the delayed tenant was written (Unix seconds)
@@ -63,6 +66,30 @@ describe('dicom-web tenants over real Orthanc', { timeout: 120000, skip: unavail
     orthanc = await ow.startOrthancWeb();
     await orthanc.load(files.map((f) => f.path));
 
+    // A DICOMweb server that answers QIDO-RS, then breaks WADO-RS: 500 for metadata, and a
+    // study response cut after its head and a few bytes.
+    broken = http.createServer((req, res) => {
+      const u = new URL(req.url, 'http://x');
+      const uid = BROKEN_STUDY;
+      if (u.pathname === '/dicom-web/studies') {
+        res.writeHead(200, { 'content-type': 'application/dicom+json' });
+        res.end(JSON.stringify([{ '0020000D': { vr: 'UI', Value: [uid] }, '00100020': { vr: 'LO', Value: [PATIENT] } }]));
+      } else if (u.pathname === `/dicom-web/studies/${uid}/series`) {
+        res.writeHead(200, { 'content-type': 'application/dicom+json' });
+        res.end(JSON.stringify([{ '0020000E': { vr: 'UI', Value: [`${uid}.1`] }, '00080060': { vr: 'CS', Value: ['CT'] } }]));
+      } else if (u.pathname === `/dicom-web/studies/${uid}/metadata`) {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`internal error, password=${ow.PASSWORD}`);
+      } else if (u.pathname === `/dicom-web/studies/${uid}`) {
+        res.writeHead(200, { 'content-type': 'multipart/related; type="application/dicom"; boundary=b0', 'content-length': '100000' });
+        res.write('--b0\r\nContent-Type: application/dicom\r\n\r\n' + 'x'.repeat(1000));
+        setTimeout(() => res.destroy(), 50);
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise((r) => broken.listen(0, '127.0.0.1', r));
     silent = net.createServer(() => { /* accept, never answer */ });
     await new Promise((r) => silent.listen(0, '127.0.0.1', r));
     const deadPort = await server.freePort();
@@ -76,6 +103,8 @@ describe('dicom-web tenants over real Orthanc', { timeout: 120000, skip: unavail
       wrongpw: { ...ow.dicomWebTenant(orthanc), images: { ...ow.dicomWebTenant(orthanc).images,
         authentication: { type: 'http-basic', username: ow.USER, password: 'not-the-password' } } },
       down: { ...ow.dicomWebTenant(orthanc), images: { ...ow.dicomWebTenant(orthanc).images, endpoint: `http://127.0.0.1:${deadPort}/dicom-web` } },
+      broken: { ...ow.dicomWebTenant(orthanc), images: { ...ow.dicomWebTenant(orthanc).images,
+        endpoint: `http://127.0.0.1:${broken.address().port}/dicom-web` } },
       stalled: { ...ow.dicomWebTenant(orthanc), images: { ...ow.dicomWebTenant(orthanc).images,
         endpoint: `http://127.0.0.1:${silent.address().port}/dicom-web`, timeoutSeconds: 1 } },
     };
@@ -98,6 +127,7 @@ describe('dicom-web tenants over real Orthanc', { timeout: 120000, skip: unavail
     if (srv) await srv.stop();
     if (orthanc) await orthanc.stop();
     if (silent) silent.close();
+    if (broken) broken.close();
     server.removeDir(root);
   });
 
@@ -196,6 +226,14 @@ describe('dicom-web tenants over real Orthanc', { timeout: 120000, skip: unavail
     const inst = se.instances[0];
     const one = await retrieve(wado(address, `/studies/${uid}/series/${se.seriesUid}/instances/${inst.sopUid}`));
     assert.deepEqual(checkParts(one.parts), [inst.sopUid]);
+    // Frames pass through too (Orthanc decodes them), with its Content-Type.
+    const frames = await h.request(wado(address, `/studies/${uid}/series/${se.seriesUid}/instances/${inst.sopUid}/frames/1`),
+      { headers: { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' } });
+    h.assertStatus(frames, 200);
+    const fparsed = parseMultipartResponse(frames.headers.get('content-type'), frames.body);
+    assert.match(fparsed.contentType.params.type, /^application\/octet-stream/);
+    assert.equal(fparsed.parts.length, 1);
+    assert.ok(fparsed.parts[0].body.length > 0);
 
     // The same bytes as from Orthanc directly (same study, same run).
     const direct = await orthanc.get(`/dicom-web/studies/${uid}`, { accept: h.DICOM_ACCEPT });
@@ -260,6 +298,22 @@ describe('dicom-web tenants over real Orthanc', { timeout: 120000, skip: unavail
     for (const r of [wrong, down, stalled]) {
       assert.ok(!r.text.includes(ow.PASSWORD) && !r.text.includes(orthanc.auth.slice(6)), 'no credentials in error bodies');
     }
+  });
+
+  it('a broken upstream: 502 before the head (its body never passed on), a cut response after it', async () => {
+    const found = (await h.searchStudies(srv, 'broken', `patient=${PATIENT}`)).studies;
+    const { address } = found.get(BROKEN_STUDY);
+    const meta = await h.request(wado(address, `/studies/${BROKEN_STUDY}/metadata`));
+    h.assertStatus(meta, 502);
+    assert.ok(!meta.text.includes(ow.PASSWORD) && !meta.text.includes('internal error'), meta.text);
+    let complete = false;
+    try {
+      const r = await fetch(wado(address, `/studies/${BROKEN_STUDY}`), { headers: { accept: h.DICOM_ACCEPT } });
+      assert.equal(r.status, 200, 'the head went out before the break');
+      const body = Buffer.from(await r.arrayBuffer());
+      complete = body.includes('--b0--');
+    } catch (_) { /* the connection was dropped: what a cut response looks like */ }
+    assert.ok(!complete, 'a cut upstream response never looks complete');
   });
 
   it('reference tenant files open.json and hardcoded-patient.json pass the same checks', async (t) => {
