@@ -30,7 +30,8 @@ HeaderList CorsHeaders(const HttpRequest& request) {
   if (!origin.empty()) {
     h.emplace_back("Access-Control-Allow-Origin", origin);
     h.emplace_back("Vary", "Origin");
-    h.emplace_back("Access-Control-Expose-Headers", "Content-Type, Content-Length, Content-Location, Retry-After, Link");
+    h.emplace_back("Access-Control-Expose-Headers",
+                   "Content-Type, Content-Length, Content-Location, Retry-After, Link");
   }
   return h;
 }
@@ -72,7 +73,8 @@ void SendWadoError(const HttpRequest& request, ResponseChannel& out, const Statu
 AuthRequest AuthOf(const HttpRequest& request) {
   AuthRequest auth;
   std::string h = text::Trim(request.Header("authorization"));
-  if (h.size() > 7 && text::ToLower(h.substr(0, 7)) == "bearer ") auth.bearer_token = text::Trim(h.substr(7));
+  if (h.size() > 7 && text::ToLower(h.substr(0, 7)) == "bearer ")
+    auth.bearer_token = text::Trim(h.substr(7));
   return auth;
 }
 
@@ -105,8 +107,8 @@ class MultipartSink final : public InstanceSink {
       return s;
     }
     std::string head = "--" + boundary_ + "\r\nContent-Type: application/dicom; transfer-syntax=" +
-                       instance.transfer_syntax_uid + "\r\nContent-Length: " + std::to_string(instance.size_bytes) +
-                       "\r\n\r\n";
+                       instance.transfer_syntax_uid +
+                       "\r\nContent-Length: " + std::to_string(instance.size_bytes) + "\r\n\r\n";
     std::string buffer;
     buffer.resize(kFileReadChunk);
     Status status;
@@ -129,7 +131,8 @@ class MultipartSink final : public InstanceSink {
       }
     }
     ::close(fd);
-    if (status.ok() && sent != instance.size_bytes) status = IoError("instance file changed while it was sent");
+    if (status.ok() && sent != instance.size_bytes)
+      status = IoError("instance file changed while it was sent");
     if (status.ok()) status = out_.WriteChunk("\r\n");
     if (status.ok()) ++parts_;
     return status;
@@ -148,12 +151,15 @@ class MultipartSink final : public InstanceSink {
 class PassThroughWriter final : public PassThroughSink {
  public:
   PassThroughWriter(ResponseChannel& out, HeaderList head) : out_(out), head_(std::move(head)) {}
-  Status OnHead(int status, const std::vector<std::pair<std::string, std::string>>& headers) override {
+  Status OnHead(int status,
+                const std::vector<std::pair<std::string, std::string>>& headers) override {
     for (auto& h : headers) head_.push_back(h);
     started_ = true;
     return out_.BeginChunked(status, head_);
   }
-  Status OnBody(std::string_view bytes) override { return bytes.empty() ? Status::Ok() : out_.WriteChunk(bytes); }
+  Status OnBody(std::string_view bytes) override {
+    return bytes.empty() ? Status::Ok() : out_.WriteChunk(bytes);
+  }
   bool started() const { return started_; }
 
  private:
@@ -188,7 +194,8 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     if (request.Header("origin").empty()) h.emplace_back("Access-Control-Allow-Origin", "*");
     h.emplace_back("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
     std::string asked = request.Header("access-control-request-headers");
-    h.emplace_back("Access-Control-Allow-Headers", asked.empty() ? "Authorization, Content-Type, Accept, Prefer" : asked);
+    h.emplace_back("Access-Control-Allow-Headers",
+                   asked.empty() ? "Authorization, Content-Type, Accept, Prefer" : asked);
     h.emplace_back("Access-Control-Max-Age", "600");
     out.SendWhole(204, h, "").ok();
     return;
@@ -243,13 +250,17 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
       return;
     }
     bool search_get = rest.size() == 2 && rest[1] == "ImagingStudy" && is_get;
-    bool search_post = rest.size() == 3 && rest[1] == "ImagingStudy" && rest[2] == "_search" && request.method == "POST";
+    bool search_post = rest.size() == 3 && rest[1] == "ImagingStudy" && rest[2] == "_search" &&
+                       request.method == "POST";
     if (search_get || search_post) {
       ParamList params = text::ParseQueryString(request.raw_query);
       if (search_post) {
         std::string type = text::ToLower(request.Header("content-type"));
-        if (!request.body.empty() && type.find("application/x-www-form-urlencoded") == std::string::npos)
-          return SendFhirError(request, out, InvalidArgument("POST _search needs an application/x-www-form-urlencoded body"));
+        if (!request.body.empty() &&
+            type.find("application/x-www-form-urlencoded") == std::string::npos)
+          return SendFhirError(
+              request, out,
+              InvalidArgument("POST _search needs an application/x-www-form-urlencoded body"));
         for (auto& p : text::ParseQueryString(request.body)) params.push_back(p);
       }
       auto bundle = service_.SearchStudies(tenant, AuthOf(request), params);
@@ -260,9 +271,13 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
       return;
     }
     if (rest.size() >= 2 && rest[1] == "ImagingStudy")
-      return SendFhirError(request, out, {ErrorCode::kMethodNotAllowed, "ImagingStudy supports search (GET, or POST _search) only"});
+      return SendFhirError(request, out,
+                           {ErrorCode::kMethodNotAllowed,
+                            "ImagingStudy supports search (GET, or POST _search) only"});
     std::string type = rest.size() >= 2 ? rest[1] : "";
-    return SendFhirError(request, out, NotFound("resource type '" + type + "' is not supported; this server offers ImagingStudy"));
+    return SendFhirError(
+        request, out,
+        NotFound("resource type '" + type + "' is not supported; this server offers ImagingStudy"));
   }
 
   // WADO-RS: wado/{token}/studies/{S}[/series/{SE}[/instances/{I}]][/metadata]
@@ -292,13 +307,16 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     for (; i < rest.size(); ++i) {
       for (char c : rest[i])
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != ',' && c != '.')
-          return SendWadoError(request, out, InvalidArgument("malformed frame list or bulk data path"));
+          return SendWadoError(request, out,
+                               InvalidArgument("malformed frame list or bulk data path"));
       suffix += (suffix.empty() ? "" : "/") + rest[i];
     }
   }
   if (i != rest.size()) return SendWadoError(request, out, NotFound("no such resource"));
-  for (auto* uid : {&scope.study_uid, scope.series_uid ? &*scope.series_uid : nullptr, scope.sop_uid ? &*scope.sop_uid : nullptr})
-    if (uid && !text::IsValidUid(*uid)) return SendWadoError(request, out, InvalidArgument("malformed UID in path"));
+  for (auto* uid : {&scope.study_uid, scope.series_uid ? &*scope.series_uid : nullptr,
+                    scope.sop_uid ? &*scope.sop_uid : nullptr})
+    if (uid && !text::IsValidUid(*uid))
+      return SendWadoError(request, out, InvalidArgument("malformed UID in path"));
 
   auto access = service_.AuthorizeWado(tenant, AuthOf(request), rest[1], scope.study_uid);
   if (!access.ok()) return SendWadoError(request, out, access.status());
@@ -312,16 +330,20 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     pass.scope = scope;
     pass.suffix = metadata ? "metadata" : suffix;
     pass.accept = request.Header("accept");
-    pass.public_root = service_.settings().base_url + tenant.config.url_prefix + "/wado/" + rest[1] + "/";
+    pass.public_root =
+        service_.settings().base_url + tenant.config.url_prefix + "/wado/" + rest[1] + "/";
     PassThroughWriter writer(out, CorsHeaders(request));
     Status s = tenant.source->PassThrough(pass, writer);
     if (!writer.started()) {
-      if (!out.ClientGone()) SendWadoError(request, out, s.ok() ? Status(ErrorCode::kBadGateway, "empty upstream answer") : s);
+      if (!out.ClientGone())
+        SendWadoError(request, out,
+                      s.ok() ? Status(ErrorCode::kBadGateway, "empty upstream answer") : s);
       return;
     }
     if (s.ok()) s = out.EndChunked();
     if (!s.ok()) {
-      if (!out.ClientGone()) log::Warn("wado", "pass-through failed after the response started: " + s.message());
+      if (!out.ClientGone())
+        log::Warn("wado", "pass-through failed after the response started: " + s.message());
       out.Abort();
     }
     return;
@@ -352,20 +374,26 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
 
   HeaderList h = CorsHeaders(request);
   if (format->shape == RetrieveShape::kSingleDicom) {
-    h.emplace_back("Content-Type", "application/dicom; transfer-syntax=" + plan->front().transfer_syntax_uid);
+    h.emplace_back("Content-Type",
+                   "application/dicom; transfer-syntax=" + plan->front().transfer_syntax_uid);
     if (!out.BeginChunked(200, h).ok()) return;
     std::string buffer(kFileReadChunk, '\0');
     int fd = ::open(plan->front().path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return out.Abort();
     ssize_t n;
     Status s;
-    while (s.ok() && (n = ::read(fd, buffer.data(), buffer.size())) > 0) s = out.WriteChunk(std::string_view(buffer.data(), n));
+    while (s.ok() && (n = ::read(fd, buffer.data(), buffer.size())) > 0)
+      s = out.WriteChunk(std::string_view(buffer.data(), n));
     ::close(fd);
-    if (s.ok() && n == 0) out.EndChunked().ok(); else out.Abort();
+    if (s.ok() && n == 0)
+      out.EndChunked().ok();
+    else
+      out.Abort();
     return;
   }
   std::string boundary = RandomBoundary();
-  h.emplace_back("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
+  h.emplace_back("Content-Type",
+                 "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
   MultipartSink sink(out, boundary, h);
   Status s = tenant.source->Retrieve(*plan, sink);
   if (!s.ok() && !sink.started()) {
@@ -375,11 +403,14 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
   }
   // The closing boundary only when every planned instance went out: a client must
   // never mistake a partial study for a whole one.
-  if (s.ok() && sink.parts() == static_cast<int>(plan->size())) s = out.WriteChunk("--" + boundary + "--\r\n");
-  else if (s.ok()) s = Status(ErrorCode::kBadGateway, "fewer instances than planned");
+  if (s.ok() && sink.parts() == static_cast<int>(plan->size()))
+    s = out.WriteChunk("--" + boundary + "--\r\n");
+  else if (s.ok())
+    s = Status(ErrorCode::kBadGateway, "fewer instances than planned");
   if (s.ok()) s = out.EndChunked();
   if (!s.ok()) {
-    if (!out.ClientGone()) log::Warn("wado", "retrieval failed after the response started: " + s.message());
+    if (!out.ClientGone())
+      log::Warn("wado", "retrieval failed after the response started: " + s.message());
     out.Abort();
   }
 }

@@ -22,13 +22,13 @@ namespace si::facade {
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpRequest {
-  std::string method;       // "GET", "POST", "OPTIONS", ...
-  std::string path;         // percent-decoded path, no query string
-  std::string raw_path;     // as received (used for logging after redaction)
-  std::string raw_query;    // after '?', undecoded, may be empty
-  HeaderList headers;       // names lower-cased, in arrival order
+  std::string method;     // "GET", "POST", "OPTIONS", ...
+  std::string path;       // percent-decoded path, no query string
+  std::string raw_path;   // as received (used for logging after redaction)
+  std::string raw_query;  // after '?', undecoded, may be empty
+  HeaderList headers;     // names lower-cased, in arrival order
   std::string body;
-  bool keep_alive = true;   // what the response will announce
+  bool keep_alive = true;  // what the response will announce
   std::chrono::steady_clock::time_point received_at;
 
   // First header with this (lower-case) name, or empty.
@@ -63,12 +63,12 @@ using RequestHandler = std::function<void(HttpRequest&, ResponseChannel&)>;
 
 struct HttpServerOptions {
   std::string bind_address = "127.0.0.1";
-  uint16_t port = 8000;            // 0 picks a free port
+  uint16_t port = 8000;  // 0 picks a free port
   int reactor_threads = 2;
-  size_t max_target_bytes = 16 * 1024;    // longer request targets get 414
-  size_t max_body_bytes = 1024 * 1024;    // larger bodies get 413
-  int max_workers = 512;                  // concurrent requests beyond this get 503
-  std::chrono::seconds stall_limit{30};   // a client that reads nothing this long is dropped
+  size_t max_target_bytes = 16 * 1024;   // longer request targets get 414
+  size_t max_body_bytes = 1024 * 1024;   // larger bodies get 413
+  int max_workers = 512;                 // concurrent requests beyond this get 503
+  std::chrono::seconds stall_limit{30};  // a client that reads nothing this long is dropped
   // Applied to the raw path before it is logged (tokens must never reach the log).
   std::function<std::string(std::string_view)> redact_for_log;
 };

@@ -13,7 +13,8 @@ MockAuthorizer::MockAuthorizer(const TenantConfig& tenant) {
 Result<AuthDecision> MockAuthorizer::Authorize(const AuthRequest&) const { return decision_; }
 
 Result<AuthDecision> UnavailableAuthorizer::Authorize(const AuthRequest&) const {
-  return NotImplemented("authorization type '" + type_ + "' is not available in this version of smart-imaging");
+  return NotImplemented("authorization type '" + type_ +
+                        "' is not available in this version of smart-imaging");
 }
 
 std::unique_ptr<Authorizer> MakeAuthorizer(const TenantConfig& tenant) {

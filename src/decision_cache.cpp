@@ -52,10 +52,13 @@ Result<AuthDecision> DecisionCache::GetOrCompute(const std::string& token_key,
 
 void DecisionCache::EvictLocked(int64_t now) {
   for (auto it = entries_.begin(); it != entries_.end();) {
-    if (it->second.expires_at <= now) it = entries_.erase(it);
-    else ++it;
+    if (it->second.expires_at <= now)
+      it = entries_.erase(it);
+    else
+      ++it;
   }
-  if (entries_.size() >= max_entries_) entries_.clear();  // bounded memory under a flood of distinct tokens
+  if (entries_.size() >= max_entries_)
+    entries_.clear();  // bounded memory under a flood of distinct tokens
 }
 
 size_t DecisionCache::size() const {

@@ -28,11 +28,13 @@ class DecisionCache {
     int64_t expires_at = 0;
   };
 
-  DecisionCache(const Clock& clock, size_t max_entries = 10000) : clock_(clock), max_entries_(max_entries) {}
+  DecisionCache(const Clock& clock, size_t max_entries = 10000)
+      : clock_(clock), max_entries_(max_entries) {}
 
   // The cached decision for `token_key` (any string; it is hashed), or the result
   // of `compute`, stored until its expires_at.
-  Result<AuthDecision> GetOrCompute(const std::string& token_key, const std::function<Computed()>& compute);
+  Result<AuthDecision> GetOrCompute(const std::string& token_key,
+                                    const std::function<Computed()>& compute);
 
   size_t size() const;
   // How many lookups were answered from the cache, and how many computed.
@@ -54,9 +56,9 @@ class DecisionCache {
   const size_t max_entries_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::map<std::string, Entry> entries_;                     // guarded by mutex_
-  std::map<std::string, std::shared_ptr<Flight>> flights_;   // guarded by mutex_
-  uint64_t hits_ = 0, misses_ = 0;                           // guarded by mutex_
+  std::map<std::string, Entry> entries_;                    // guarded by mutex_
+  std::map<std::string, std::shared_ptr<Flight>> flights_;  // guarded by mutex_
+  uint64_t hits_ = 0, misses_ = 0;                          // guarded by mutex_
 };
 
 }  // namespace si

@@ -16,8 +16,8 @@ using Value = rapidjson::Value;
 // Study level: beyond the QIDO defaults (PS3.18 table 6.7.1-2), what the FHIR
 // ImagingStudy needs. Servers that return some of them anyway ignore the repeat.
 constexpr const char* kStudyFields[] = {
-    "00080020", "00080030", "00080201", "00080050", "00200010", "00081030", "00080090",
-    "00080061", "00201206", "00201208", "00100020", "00100010",
+    "00080020", "00080030", "00080201", "00080050", "00200010", "00081030",
+    "00080090", "00080061", "00201206", "00201208", "00100020", "00100010",
 };
 constexpr const char* kSeriesFields[] = {
     "00080060", "00200011", "0008103E", "00180015", "00080021", "00080031", "00201209",
@@ -40,7 +40,9 @@ const Value* FirstValue(const Value& object, const char* tag) {
   return &v->value[0];
 }
 
-std::string Clean(const char* s, size_t n) { return text::Trim(text::SanitizeUtf8(std::string_view(s, n))); }
+std::string Clean(const char* s, size_t n) {
+  return text::Trim(text::SanitizeUtf8(std::string_view(s, n)));
+}
 
 // Text of a string-valued attribute; a PN's Alphabetic group; empty otherwise.
 std::string Text(const Value& object, const char* tag) {
@@ -49,7 +51,8 @@ std::string Text(const Value& object, const char* tag) {
   if (v->IsString()) return Clean(v->GetString(), v->GetStringLength());
   if (v->IsObject()) {
     auto a = v->FindMember("Alphabetic");
-    if (a != v->MemberEnd() && a->value.IsString()) return Clean(a->value.GetString(), a->value.GetStringLength());
+    if (a != v->MemberEnd() && a->value.IsString())
+      return Clean(a->value.GetString(), a->value.GetStringLength());
   }
   return "";
 }
@@ -74,7 +77,8 @@ std::optional<int64_t> Integer(const Value& object, const char* tag) {
   if (v->IsInt64()) return v->GetInt64();
   if (v->IsDouble()) {
     double d = v->GetDouble();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<int64_t>(d);
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15)
+      return static_cast<int64_t>(d);
     return std::nullopt;
   }
   if (v->IsString()) {
@@ -117,7 +121,8 @@ Result<rapidjson::Document> ParseArray(std::string_view json) {
   }
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError() || !doc.IsArray())
-    return Status(ErrorCode::kBadGateway, "the DICOMweb server's QIDO-RS answer is not a DICOM JSON array");
+    return Status(ErrorCode::kBadGateway,
+                  "the DICOMweb server's QIDO-RS answer is not a DICOM JSON array");
   return doc;
 }
 
@@ -147,7 +152,8 @@ Result<std::vector<StudyRecord>> ParseStudies(std::string_view json) {
     s.description = Text(o, "00081030");
     s.referring_physician = Text(o, "00080090");
     for (auto& m : Texts(o, "00080061"))
-      if (auto code = Modality(m); !code.empty() &&
+      if (auto code = Modality(m);
+          !code.empty() &&
           std::find(s.modalities.begin(), s.modalities.end(), code) == s.modalities.end())
         s.modalities.push_back(code);
     s.number_of_series = Count(o, "00201206");
@@ -210,8 +216,8 @@ void AttachSeries(StudyRecord& study, std::vector<SeriesRecord> series) {
   if (study.number_of_instances == 0 || (instances > 0 && instances != study.number_of_instances))
     study.number_of_instances = instances;
   for (auto& s : series)
-    if (!s.modality.empty() &&
-        std::find(study.modalities.begin(), study.modalities.end(), s.modality) == study.modalities.end())
+    if (!s.modality.empty() && std::find(study.modalities.begin(), study.modalities.end(),
+                                         s.modality) == study.modalities.end())
       study.modalities.push_back(s.modality);
   study.series = std::move(series);
 }

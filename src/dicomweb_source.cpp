@@ -75,7 +75,8 @@ std::string ScopePath(const RetrieveScope& scope) {
 Result<DicomWebSettings> ParseDicomWebSettings(const TenantConfig& tenant) {
   rapidjson::Document doc;
   doc.Parse(tenant.source_json.data(), tenant.source_json.size());
-  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("images") || !doc["images"].IsObject())
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("images") ||
+      !doc["images"].IsObject())
     return InvalidConfig("tenant " + tenant.name + ": images is not an object");
   const auto& images = doc["images"];
   DicomWebSettings s;
@@ -83,7 +84,9 @@ Result<DicomWebSettings> ParseDicomWebSettings(const TenantConfig& tenant) {
   while (!s.root.empty() && s.root.back() == '/') s.root.pop_back();
   auto str = [](const rapidjson::Value& o, const char* k) -> std::string {
     auto it = o.FindMember(k);
-    return it != o.MemberEnd() && it->value.IsString() ? std::string(it->value.GetString(), it->value.GetStringLength()) : "";
+    return it != o.MemberEnd() && it->value.IsString()
+               ? std::string(it->value.GetString(), it->value.GetStringLength())
+               : "";
   };
   const std::string where = "tenant " + tenant.name + ": at /images/authentication: ";
   if (images.HasMember("authentication") && images["authentication"].IsObject()) {
@@ -99,14 +102,18 @@ Result<DicomWebSettings> ParseDicomWebSettings(const TenantConfig& tenant) {
   }
   if (images.HasMember("delay") && images["delay"].IsObject()) {
     const auto& d = images["delay"];
-    if (d.HasMember("lookupUntil") && d["lookupUntil"].IsNumber()) s.lookup_until = d["lookupUntil"].GetDouble();
-    if (d.HasMember("retrieveUntil") && d["retrieveUntil"].IsNumber()) s.retrieve_until = d["retrieveUntil"].GetDouble();
+    if (d.HasMember("lookupUntil") && d["lookupUntil"].IsNumber())
+      s.lookup_until = d["lookupUntil"].GetDouble();
+    if (d.HasMember("retrieveUntil") && d["retrieveUntil"].IsNumber())
+      s.retrieve_until = d["retrieveUntil"].GetDouble();
   }
   if (images.HasMember("queryConcurrency") && images["queryConcurrency"].IsInt())
     s.query_concurrency = std::max(1, images["queryConcurrency"].GetInt());
   if (images.HasMember("timeoutSeconds") && images["timeoutSeconds"].IsNumber())
-    s.timeout = std::chrono::milliseconds(static_cast<int64_t>(std::max(0.1, images["timeoutSeconds"].GetDouble()) * 1000));
-  if (images.HasMember("cache") && images["cache"].IsBool()) s.cache_requested = images["cache"].GetBool();
+    s.timeout = std::chrono::milliseconds(
+        static_cast<int64_t>(std::max(0.1, images["timeoutSeconds"].GetDouble()) * 1000));
+  if (images.HasMember("cache") && images["cache"].IsBool())
+    s.cache_requested = images["cache"].GetBool();
   s.patient_ids_needed = tenant.lookup == Lookup::kStudiesByMrn;
   return s;
 }
@@ -151,14 +158,19 @@ Status StatusForUpstream(int http_status, const std::string& host, bool client_a
     case 400:
     case 406:
     case 415:
-      if (client_accept) return NotAcceptable(who + " cannot serve the requested media type (HTTP " + std::to_string(http_status) + ")");
-      return Status(ErrorCode::kBadGateway, who + " refused the request (HTTP " + std::to_string(http_status) + ")");
+      if (client_accept)
+        return NotAcceptable(who + " cannot serve the requested media type (HTTP " +
+                             std::to_string(http_status) + ")");
+      return Status(ErrorCode::kBadGateway,
+                    who + " refused the request (HTTP " + std::to_string(http_status) + ")");
     case 401:
     case 403:
-      return Status(ErrorCode::kBadGateway, who + " refused our credentials (HTTP " + std::to_string(http_status) + ")");
+      return Status(ErrorCode::kBadGateway,
+                    who + " refused our credentials (HTTP " + std::to_string(http_status) + ")");
     case 429:
     case 503:
-      return Unavailable(who + " is busy or unavailable (HTTP " + std::to_string(http_status) + ")");
+      return Unavailable(who + " is busy or unavailable (HTTP " + std::to_string(http_status) +
+                         ")");
     case 504:
       return Status(ErrorCode::kGatewayTimeout, who + " timed out (HTTP 504)");
     default:
@@ -166,10 +178,16 @@ Status StatusForUpstream(int http_status, const std::string& host, bool client_a
   }
 }
 
-DicomWebSource::DicomWebSource(DicomWebSettings settings, std::shared_ptr<HttpClient> client, const Clock& clock)
-    : settings_(std::move(settings)), client_(std::move(client)), clock_(clock), host_(HostPortOf(settings_.root)) {
+DicomWebSource::DicomWebSource(DicomWebSettings settings, std::shared_ptr<HttpClient> client,
+                               const Clock& clock)
+    : settings_(std::move(settings)),
+      client_(std::move(client)),
+      clock_(clock),
+      host_(HostPortOf(settings_.root)) {
   if (settings_.cache_requested)
-    log::Warn("dicomweb", host_ + ": images.cache is not implemented in this version; every read goes to the server");
+    log::Warn(
+        "dicomweb",
+        host_ + ": images.cache is not implemented in this version; every read goes to the server");
 }
 
 HttpClientRequest DicomWebSource::Request(const std::string& rel, const std::string& accept) const {
@@ -177,14 +195,16 @@ HttpClientRequest DicomWebSource::Request(const std::string& rel, const std::str
   r.url = settings_.root + rel;
   r.timeout = settings_.timeout;
   if (!accept.empty()) r.headers.emplace_back("Accept", accept);
-  if (!settings_.authorization.empty()) r.headers.emplace_back("Authorization", settings_.authorization);
+  if (!settings_.authorization.empty())
+    r.headers.emplace_back("Authorization", settings_.authorization);
   return r;
 }
 
 Status DicomWebSource::CheckDelay(const std::optional<double>& until, const char* what) const {
   int64_t wait = DelayRetryAfter(until, clock_.NowSeconds());
   if (wait == 0) return Status::Ok();
-  return Unavailable(std::string(what) + " are not available yet; retry in " + std::to_string(wait) + " s")
+  return Unavailable(std::string(what) + " are not available yet; retry in " +
+                     std::to_string(wait) + " s")
       .WithRetryAfter(wait);
 }
 
@@ -199,7 +219,8 @@ Result<std::string> DicomWebSource::Query(const std::string& rel) const {
   if (collector.status() < 200 || collector.status() >= 300) {
     Status mapped = StatusForUpstream(collector.status(), host_, false);
     if (mapped.code() != ErrorCode::kNotFound)
-      log::Warn("dicomweb", "QIDO-RS to " + host_ + " answered HTTP " + std::to_string(collector.status()));
+      log::Warn("dicomweb",
+                "QIDO-RS to " + host_ + " answered HTTP " + std::to_string(collector.status()));
     return mapped;
   }
   return std::move(collector.body());
@@ -209,7 +230,8 @@ Result<std::vector<StudyRecord>> DicomWebSource::FindStudies(const StudyQuery& q
   SI_RETURN_IF_ERROR(CheckDelay(settings_.lookup_until, "studies"));
   std::string rel = "/studies?" + dicomweb::StudyIncludeFields();
   if (query.patient_id) rel += "&PatientID=" + text::PercentEncode(*query.patient_id);
-  if (query.study_instance_uid) rel += "&StudyInstanceUID=" + text::PercentEncode(*query.study_instance_uid);
+  if (query.study_instance_uid)
+    rel += "&StudyInstanceUID=" + text::PercentEncode(*query.study_instance_uid);
   auto body = Query(rel);
   if (!body.ok()) return body.status();
   auto studies = dicomweb::ParseStudies(*body);
@@ -230,7 +252,8 @@ Result<std::vector<StudyRecord>> DicomWebSource::FindStudies(const StudyQuery& q
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i; (i = next.fetch_add(1)) < found.size();) {
-      auto series = Query("/studies/" + found[i].study_instance_uid + "/series?" + dicomweb::SeriesIncludeFields());
+      auto series = Query("/studies/" + found[i].study_instance_uid + "/series?" +
+                          dicomweb::SeriesIncludeFields());
       if (!series.ok()) {
         // A study removed between the two queries has no series: it is left out.
         errors[i] = series.status();
@@ -259,7 +282,8 @@ Result<std::vector<StudyRecord>> DicomWebSource::FindStudies(const StudyQuery& q
   return out;
 }
 
-Result<std::vector<StoredInstance>> DicomWebSource::PlanRetrieval(const RetrieveScope& scope) const {
+Result<std::vector<StoredInstance>> DicomWebSource::PlanRetrieval(
+    const RetrieveScope& scope) const {
   SI_RETURN_IF_ERROR(CheckDelay(settings_.retrieve_until, "images"));
   if (!settings_.patient_ids_needed && !scope.sop_uid) return Exists(scope);
   std::string rel = "/studies/" + scope.study_uid;
@@ -269,7 +293,8 @@ Result<std::vector<StoredInstance>> DicomWebSource::PlanRetrieval(const Retrieve
   auto body = Query(rel);
   const char* what = scope.sop_uid ? "instance" : scope.series_uid ? "series" : "study";
   if (!body.ok()) {
-    if (body.status().code() == ErrorCode::kNotFound) return NotFound(std::string(what) + " not found");
+    if (body.status().code() == ErrorCode::kNotFound)
+      return NotFound(std::string(what) + " not found");
     return body.status();
   }
   auto instances = dicomweb::ParseInstances(*body);
@@ -292,21 +317,26 @@ Result<std::vector<StoredInstance>> DicomWebSource::Exists(const RetrieveScope& 
   StoredInstance row;
   row.study_uid = scope.study_uid;
   if (scope.series_uid) {
-    auto body = Query("/studies/" + scope.study_uid + "/series?SeriesInstanceUID=" + *scope.series_uid);
+    auto body =
+        Query("/studies/" + scope.study_uid + "/series?SeriesInstanceUID=" + *scope.series_uid);
     if (!body.ok() && body.status().code() != ErrorCode::kNotFound) return body.status();
-    auto series = body.ok() ? dicomweb::ParseSeries(*body) : Result<std::vector<SeriesRecord>>(std::vector<SeriesRecord>{});
+    auto series = body.ok() ? dicomweb::ParseSeries(*body)
+                            : Result<std::vector<SeriesRecord>>(std::vector<SeriesRecord>{});
     if (!series.ok()) return series.status();
-    bool found = std::any_of(series->begin(), series->end(),
-                             [&](const SeriesRecord& r) { return r.series_instance_uid == *scope.series_uid; });
+    bool found = std::any_of(series->begin(), series->end(), [&](const SeriesRecord& r) {
+      return r.series_instance_uid == *scope.series_uid;
+    });
     if (!found) return NotFound("series not found");
     row.series_uid = *scope.series_uid;
   } else {
     auto body = Query("/studies?StudyInstanceUID=" + scope.study_uid + "&includefield=00100020");
     if (!body.ok() && body.status().code() != ErrorCode::kNotFound) return body.status();
-    auto studies = body.ok() ? dicomweb::ParseStudies(*body) : Result<std::vector<StudyRecord>>(std::vector<StudyRecord>{});
+    auto studies = body.ok() ? dicomweb::ParseStudies(*body)
+                             : Result<std::vector<StudyRecord>>(std::vector<StudyRecord>{});
     if (!studies.ok()) return studies.status();
-    auto it = std::find_if(studies->begin(), studies->end(),
-                           [&](const StudyRecord& r) { return r.study_instance_uid == scope.study_uid; });
+    auto it = std::find_if(studies->begin(), studies->end(), [&](const StudyRecord& r) {
+      return r.study_instance_uid == scope.study_uid;
+    });
     if (it == studies->end()) return NotFound("study not found");
     row.patient_id = it->patient_id;
   }
@@ -327,9 +357,14 @@ namespace {
 // upstream's own URLs (BulkDataURI, RetrieveURL) rewritten to our WADO root.
 class Forwarder final : public HttpStreamHandler {
  public:
-  Forwarder(PassThroughSink& sink, std::string host, bool client_accept, std::optional<StreamingReplacer> rewrite)
-      : sink_(sink), host_(std::move(host)), client_accept_(client_accept), rewrite_(std::move(rewrite)) {}
-  Status OnHead(int status, const std::vector<std::pair<std::string, std::string>>& headers) override {
+  Forwarder(PassThroughSink& sink, std::string host, bool client_accept,
+            std::optional<StreamingReplacer> rewrite)
+      : sink_(sink),
+        host_(std::move(host)),
+        client_accept_(client_accept),
+        rewrite_(std::move(rewrite)) {}
+  Status OnHead(int status,
+                const std::vector<std::pair<std::string, std::string>>& headers) override {
     if (status < 200 || status >= 300 || status == 204) {
       if (status == 204) return NotFound("no content on the DICOMweb server " + host_);
       return StatusForUpstream(status, host_, client_accept_);
@@ -338,7 +373,8 @@ class Forwarder final : public HttpStreamHandler {
     for (auto& [k, v] : headers)
       if (k == "content-type") forward.emplace_back("Content-Type", v);
     if (forward.empty())
-      return Status(ErrorCode::kBadGateway, "the DICOMweb server " + host_ + " sent no Content-Type");
+      return Status(ErrorCode::kBadGateway,
+                    "the DICOMweb server " + host_ + " sent no Content-Type");
     head_sent_ = true;
     return sink_.OnHead(status, forward);
   }
@@ -367,7 +403,8 @@ class Forwarder final : public HttpStreamHandler {
 Status DicomWebSource::PassThrough(const PassThroughRequest& request, PassThroughSink& sink) const {
   SI_RETURN_IF_ERROR(CheckDelay(settings_.retrieve_until, "images"));
   const bool metadata = request.suffix == "metadata";
-  const bool octets = request.suffix.rfind("frames/", 0) == 0 || request.suffix.rfind("bulk/", 0) == 0;
+  const bool octets =
+      request.suffix.rfind("frames/", 0) == 0 || request.suffix.rfind("bulk/", 0) == 0;
   std::string accept = text::Trim(request.accept);
   const bool client_accept = !accept.empty() && accept != "*/*";
   if (!client_accept) {
@@ -379,12 +416,14 @@ Status DicomWebSource::PassThrough(const PassThroughRequest& request, PassThroug
   }
   std::string rel = ScopePath(request.scope) + (request.suffix.empty() ? "" : "/" + request.suffix);
   std::optional<StreamingReplacer> rewrite;
-  if (metadata && !request.public_root.empty()) rewrite.emplace(settings_.root + "/", request.public_root);
+  if (metadata && !request.public_root.empty())
+    rewrite.emplace(settings_.root + "/", request.public_root);
   Forwarder forwarder(sink, host_, client_accept, std::move(rewrite));
   Status s = client_->Stream(Request(rel, accept), forwarder);
   if (s.ok()) s = forwarder.Finish();
   if (!s.ok() && s.code() != ErrorCode::kNotFound && s.code() != ErrorCode::kNotAcceptable)
-    log::Warn("dicomweb", "WADO-RS from " + host_ + (forwarder.head_sent() ? " broke off: " : " failed: ") + s.message());
+    log::Warn("dicomweb", "WADO-RS from " + host_ +
+                              (forwarder.head_sent() ? " broke off: " : " failed: ") + s.message());
   return s;
 }
 

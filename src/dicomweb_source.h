@@ -22,13 +22,14 @@
 namespace si {
 
 struct DicomWebSettings {
-  std::string root;           // the DICOMweb root, no trailing slash
-  std::string authorization;  // Authorization header value, empty for "open"; never logged
-  std::optional<double> lookup_until;    // delay.lookupUntil, Unix seconds
+  std::string root;                    // the DICOMweb root, no trailing slash
+  std::string authorization;           // Authorization header value, empty for "open"; never logged
+  std::optional<double> lookup_until;  // delay.lookupUntil, Unix seconds
   std::optional<double> retrieve_until;  // delay.retrieveUntil
-  int query_concurrency = 8;             // images.queryConcurrency: series queries in flight per search
-  std::chrono::milliseconds timeout{30000};  // images.timeoutSeconds: answer / stall limit per request
-  bool cache_requested = false;          // images.cache (not implemented; logged)
+  int query_concurrency = 8;  // images.queryConcurrency: series queries in flight per search
+  std::chrono::milliseconds timeout{
+      30000};                    // images.timeoutSeconds: answer / stall limit per request
+  bool cache_requested = false;  // images.cache (not implemented; logged)
   // studies-by-mrn tenants: plans list every instance with its PatientID (an
   // instance-level QIDO-RS, ~1 ms per instance on Orthanc); otherwise a plan only
   // shows that the study or series exists (one cheap study- or series-level query).
@@ -47,7 +48,8 @@ int64_t DelayRetryAfter(std::optional<double> until, int64_t now_seconds);
 // could be the start of a match (so nothing is buffered whole).
 class StreamingReplacer {
  public:
-  StreamingReplacer(std::string from, std::string to) : from_(std::move(from)), to_(std::move(to)) {}
+  StreamingReplacer(std::string from, std::string to)
+      : from_(std::move(from)), to_(std::move(to)) {}
   // What can be emitted now.
   std::string Feed(std::string_view data);
   // The held-back tail, at the end of the stream.

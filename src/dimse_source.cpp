@@ -122,7 +122,8 @@ Result<std::vector<StoredInstance>> DimseSource::PlanRetrieval(const RetrieveSco
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = recent_plans_.find(key);
-    if (it != recent_plans_.end() && std::chrono::steady_clock::now() - it->second.first < kPlanReuse) {
+    if (it != recent_plans_.end() &&
+        std::chrono::steady_clock::now() - it->second.first < kPlanReuse) {
       std::vector<StoredInstance> plan = it->second.second;
       auto cached = cache_->FindInstances(scope.study_uid, scope.series_uid, scope.sop_uid);
       std::map<std::string, StoredInstance> by_sop;

@@ -134,7 +134,7 @@ class DimseSource final : public ImageSource, public StoreTarget {
   const int max_associations_;
   mutable std::condition_variable slot_free_;
   mutable std::atomic<int> retrievals_started_{0};
-  const int64_t cache_max_bytes_;              // 0: unlimited
+  const int64_t cache_max_bytes_;  // 0: unlimited
   static constexpr std::chrono::seconds kPlanReuse{30};
   // Recent C-FIND results by scope key; guarded by mutex_.
   mutable std::map<std::string,

@@ -6,8 +6,8 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <optional>
+#include <sstream>
 
 namespace si {
 namespace fhirpath_detail {
@@ -41,9 +41,11 @@ using fhirpath_detail::Node;
 using NodePtr = std::shared_ptr<const Node>;
 
 constexpr const char* kSupported =
-    "supported: member paths, [n] indexers, where() with = != and or, first(), exists(), 'string' literals";
+    "supported: member paths, [n] indexers, where() with = != and or, first(), exists(), 'string' "
+    "literals";
 
-NodePtr Make(Kind kind, NodePtr input = nullptr, NodePtr arg = nullptr, std::string name = "", int64_t index = 0) {
+NodePtr Make(Kind kind, NodePtr input = nullptr, NodePtr arg = nullptr, std::string name = "",
+             int64_t index = 0) {
   auto n = std::make_shared<Node>();
   n->kind = kind;
   n->input = std::move(input);
@@ -73,8 +75,8 @@ class Parser {
 
  private:
   Status Error(const std::string& what, size_t pos) const {
-    return InvalidArgument("unsupported FHIRPath '" + std::string(text_) + "': " + what + " at position " +
-                           std::to_string(pos + 1) + " (" + kSupported + ")");
+    return InvalidArgument("unsupported FHIRPath '" + std::string(text_) + "': " + what +
+                           " at position " + std::to_string(pos + 1) + " (" + kSupported + ")");
   }
 
   Status Tokenize() {
@@ -89,14 +91,17 @@ class Parser {
       t.pos = i;
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
         size_t j = i;
-        while (j < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[j])) || text_[j] == '_')) ++j;
+        while (j < text_.size() &&
+               (std::isalnum(static_cast<unsigned char>(text_[j])) || text_[j] == '_'))
+          ++j;
         t.type = Token::kIdent;
         t.text = std::string(text_.substr(i, j - i));
         i = j;
       } else if (std::isdigit(static_cast<unsigned char>(c))) {
         size_t j = i;
         while (j < text_.size() && std::isdigit(static_cast<unsigned char>(text_[j]))) ++j;
-        if (j < text_.size() && text_[j] == '.' && j + 1 < text_.size() && std::isdigit(static_cast<unsigned char>(text_[j + 1])))
+        if (j < text_.size() && text_[j] == '.' && j + 1 < text_.size() &&
+            std::isdigit(static_cast<unsigned char>(text_[j + 1])))
           return Error("decimal numbers are not supported", i);
         t.type = Token::kNumber;
         t.text = std::string(text_.substr(i, j - i));
@@ -117,12 +122,27 @@ class Parser {
             if (j + 1 >= text_.size()) break;
             char e = text_[j + 1];
             switch (e) {
-              case '\'': case '"': case '`': case '\\': case '/': s += e; break;
-              case 'n': s += '\n'; break;
-              case 't': s += '\t'; break;
-              case 'r': s += '\r'; break;
-              case 'f': s += '\f'; break;
-              default: return Error(std::string("escape '\\") + e + "' is not supported", j);
+              case '\'':
+              case '"':
+              case '`':
+              case '\\':
+              case '/':
+                s += e;
+                break;
+              case 'n':
+                s += '\n';
+                break;
+              case 't':
+                s += '\t';
+                break;
+              case 'r':
+                s += '\r';
+                break;
+              case 'f':
+                s += '\f';
+                break;
+              default:
+                return Error(std::string("escape '\\") + e + "' is not supported", j);
             }
             j += 2;
             continue;
@@ -158,7 +178,8 @@ class Parser {
   bool IsSymbol(const char* s) const { return Peek().type == Token::kSymbol && Peek().text == s; }
   bool IsKeyword(const char* s) const { return Peek().type == Token::kIdent && Peek().text == s; }
   Status Expect(const char* s) {
-    if (!IsSymbol(s)) return Error(std::string("expected '") + s + "' but found '" + Peek().text + "'", Peek().pos);
+    if (!IsSymbol(s))
+      return Error(std::string("expected '") + s + "' but found '" + Peek().text + "'", Peek().pos);
     ++pos_;
     return Status::Ok();
   }
@@ -173,7 +194,8 @@ class Parser {
       if (!right.ok()) return right;
       l = Make(Kind::kOr, l, *right);
     }
-    if (IsKeyword("xor") || IsKeyword("implies")) return Error("'" + Peek().text + "' is not supported", Peek().pos);
+    if (IsKeyword("xor") || IsKeyword("implies"))
+      return Error("'" + Peek().text + "' is not supported", Peek().pos);
     return l;
   }
 
@@ -198,7 +220,8 @@ class Parser {
       ++pos_;
       auto right = ParseTerm();
       if (!right.ok()) return right;
-      if (IsSymbol("=") || IsSymbol("!=")) return Error("chained comparisons are not supported", Peek().pos);
+      if (IsSymbol("=") || IsSymbol("!="))
+        return Error("chained comparisons are not supported", Peek().pos);
       return Make(k, *left, *right);
     }
     return left;
@@ -231,7 +254,8 @@ class Parser {
     if (t.type == Token::kString) {
       ++pos_;
       node = Make(Kind::kString, nullptr, nullptr, t.text);
-      if (IsSymbol(".") || IsSymbol("[")) return Error("paths on a literal are not supported", Peek().pos);
+      if (IsSymbol(".") || IsSymbol("["))
+        return Error("paths on a literal are not supported", Peek().pos);
       return node;
     }
     if (IsSymbol("(")) {
@@ -241,8 +265,10 @@ class Parser {
       SI_RETURN_IF_ERROR(Expect(")"));
       node = *inner;
     } else if (t.type == Token::kIdent) {
-      if (t.text == "and" || t.text == "or") return Error("'" + t.text + "' needs a left operand", t.pos);
-      if (t.text == "true" || t.text == "false") return Error("boolean literals are not supported", t.pos);
+      if (t.text == "and" || t.text == "or")
+        return Error("'" + t.text + "' needs a left operand", t.pos);
+      if (t.text == "true" || t.text == "false")
+        return Error("boolean literals are not supported", t.pos);
       Token name = t;
       ++pos_;
       if (IsSymbol("(")) {
@@ -273,7 +299,8 @@ class Parser {
         }
       } else if (IsSymbol("[")) {
         ++pos_;
-        if (Peek().type != Token::kNumber) return Error("indexers must be non-negative integer literals", Peek().pos);
+        if (Peek().type != Token::kNumber)
+          return Error("indexers must be non-negative integer literals", Peek().pos);
         int64_t index = std::stoll(Peek().text);
         ++pos_;
         SI_RETURN_IF_ERROR(Expect("]"));
@@ -303,7 +330,8 @@ bool JsonEqual(const rapidjson::Value& a, const rapidjson::Value& b) {
 bool ItemsEqual(const Item& a, const Item& b) {
   auto as_string = [](const Item& i) -> std::optional<std::string> {
     if (i.type == Item::kString) return i.s;
-    if (i.type == Item::kNode && i.node->IsString()) return std::string(i.node->GetString(), i.node->GetStringLength());
+    if (i.type == Item::kNode && i.node->IsString())
+      return std::string(i.node->GetString(), i.node->GetStringLength());
     return std::nullopt;
   };
   auto as_bool = [](const Item& i) -> std::optional<bool> {
@@ -326,7 +354,9 @@ bool ItemsEqual(const Item& a, const Item& b) {
 // Singleton evaluation as a Boolean: empty stays empty, a single non-Boolean is true.
 std::optional<bool> AsBoolean(const Collection& c) {
   if (c.empty()) return std::nullopt;
-  if (c.size() > 1) throw EvalError{"a collection of " + std::to_string(c.size()) + " items where a single Boolean is expected"};
+  if (c.size() > 1)
+    throw EvalError{"a collection of " + std::to_string(c.size()) +
+                    " items where a single Boolean is expected"};
   const Item& i = c.front();
   if (i.type == Item::kBool) return i.b;
   if (i.type == Item::kNode && i.node->IsBool()) return i.node->GetBool();
@@ -367,7 +397,8 @@ Collection Eval(const Node& n, const Collection& context) {
         // A leading type name selects the resource itself when it is of that type.
         if (leading && !n.name.empty() && std::isupper(static_cast<unsigned char>(n.name[0]))) {
           auto rt = item.node->FindMember("resourceType");
-          if (rt != item.node->MemberEnd() && rt->value.IsString() && n.name == rt->value.GetString()) {
+          if (rt != item.node->MemberEnd() && rt->value.IsString() &&
+              n.name == rt->value.GetString()) {
             out.push_back(item);
             continue;
           }
@@ -401,7 +432,8 @@ Collection Eval(const Node& n, const Collection& context) {
         Collection c = Eval(*n.arg, Collection{item});
         // As FHIRPath.js: the item passes when the criteria's first result is truthy.
         bool pass = !c.empty() && !(c.front().type == Item::kBool && !c.front().b) &&
-                    !(c.front().type == Item::kNode && c.front().node->IsBool() && !c.front().node->GetBool()) &&
+                    !(c.front().type == Item::kNode && c.front().node->IsBool() &&
+                      !c.front().node->GetBool()) &&
                     !(c.front().type == Item::kString && c.front().s.empty());
         if (pass) out.push_back(item);
       }
@@ -435,15 +467,19 @@ Collection Eval(const Node& n, const Collection& context) {
 }
 
 void WriteItem(rapidjson::Writer<rapidjson::StringBuffer>& w, const Item& i) {
-  if (i.type == Item::kBool) w.Bool(i.b);
-  else if (i.type == Item::kString) w.String(i.s.c_str(), static_cast<rapidjson::SizeType>(i.s.size()));
-  else i.node->Accept(w);
+  if (i.type == Item::kBool)
+    w.Bool(i.b);
+  else if (i.type == Item::kString)
+    w.String(i.s.c_str(), static_cast<rapidjson::SizeType>(i.s.size()));
+  else
+    i.node->Accept(w);
 }
 
 }  // namespace
 
 Result<FhirPathExpression> FhirPathExpression::Parse(std::string_view text) {
-  if (text.size() > 1000) return InvalidArgument("unsupported FHIRPath: longer than 1000 characters");
+  if (text.size() > 1000)
+    return InvalidArgument("unsupported FHIRPath: longer than 1000 characters");
   Parser p(text);
   auto root = p.Run();
   if (!root.ok()) return root.status();
@@ -469,14 +505,17 @@ Result<std::string> FhirPathExpression::EvaluateToJson(const rapidjson::Value& r
   }
 }
 
-Result<std::vector<std::string>> FhirPathExpression::EvaluateStrings(const rapidjson::Value& resource) const {
+Result<std::vector<std::string>> FhirPathExpression::EvaluateStrings(
+    const rapidjson::Value& resource) const {
   try {
     Item root;
     root.node = &resource;
     std::vector<std::string> out;
     for (auto& i : Eval(*root_, Collection{root})) {
-      if (i.type == Item::kString) out.push_back(i.s);
-      else if (i.type == Item::kNode && i.node->IsString()) out.emplace_back(i.node->GetString(), i.node->GetStringLength());
+      if (i.type == Item::kString)
+        out.push_back(i.s);
+      else if (i.type == Item::kNode && i.node->IsString())
+        out.emplace_back(i.node->GetString(), i.node->GetStringLength());
     }
     return out;
   } catch (const EvalError& e) {
@@ -484,14 +523,16 @@ Result<std::vector<std::string>> FhirPathExpression::EvaluateStrings(const rapid
   }
 }
 
-std::string MrnFromPatient(const std::vector<FhirPathExpression>& expressions, const rapidjson::Value& patient) {
+std::string MrnFromPatient(const std::vector<FhirPathExpression>& expressions,
+                           const rapidjson::Value& patient) {
   for (auto& e : expressions) {
     auto values = e.EvaluateStrings(patient);
     if (values.ok() && !values->empty() && !values->front().empty()) return values->front();
   }
   if (patient.IsObject()) {
     auto ids = patient.FindMember("identifier");
-    if (ids != patient.MemberEnd() && ids->value.IsArray() && !ids->value.Empty() && ids->value[0].IsObject()) {
+    if (ids != patient.MemberEnd() && ids->value.IsArray() && !ids->value.Empty() &&
+        ids->value[0].IsObject()) {
       auto v = ids->value[0].FindMember("value");
       if (v != ids->value[0].MemberEnd() && v->value.IsString()) return v->value.GetString();
     }
@@ -508,9 +549,12 @@ std::string EvaluateFhirPathBatch(std::string_view json_text) {
   if (!doc.HasParseError() && doc.IsArray()) {
     for (auto& c : doc.GetArray()) {
       w.StartObject();
-      std::string expr = c.IsObject() && c.HasMember("expression") && c["expression"].IsString() ? c["expression"].GetString() : "";
+      std::string expr = c.IsObject() && c.HasMember("expression") && c["expression"].IsString()
+                             ? c["expression"].GetString()
+                             : "";
       static const rapidjson::Value kNull;
-      const rapidjson::Value& resource = c.IsObject() && c.HasMember("resource") ? c["resource"] : kNull;
+      const rapidjson::Value& resource =
+          c.IsObject() && c.HasMember("resource") ? c["resource"] : kNull;
       auto parsed = FhirPathExpression::Parse(expr);
       if (!parsed.ok()) {
         w.Key("error");
@@ -532,7 +576,8 @@ std::string EvaluateFhirPathBatch(std::string_view json_text) {
   return std::string(sb.GetString(), sb.GetSize());
 }
 
-int FhirPathCommand(const std::string& expression, const std::string& batch_file, const std::string& resource_file) {
+int FhirPathCommand(const std::string& expression, const std::string& batch_file,
+                    const std::string& resource_file) {
   auto read = [](const std::string& path, std::string& out) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return false;
@@ -551,7 +596,8 @@ int FhirPathCommand(const std::string& expression, const std::string& batch_file
     return 0;
   }
   if (expression.empty() || resource_file.empty()) {
-    std::fprintf(stderr, "usage: smart-imaging fhirpath EXPR --file RESOURCE.json | --batch CASES.json\n");
+    std::fprintf(stderr,
+                 "usage: smart-imaging fhirpath EXPR --file RESOURCE.json | --batch CASES.json\n");
     return 2;
   }
   auto e = FhirPathExpression::Parse(expression);

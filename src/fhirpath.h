@@ -9,12 +9,12 @@
 // the FHIRPath specification (as HL7's FHIRPath.js implements it): collections
 // compare equal only item by item, and empty operands propagate.
 // A parsed expression is immutable and thread-safe.
+#include <rapidjson/document.h>
+
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <rapidjson/document.h>
 
 #include "src/status.h"
 
@@ -47,10 +47,12 @@ class FhirPathExpression {
 // The MRN of a Patient, as the reference server picks it: the first expression
 // whose first result is a non-empty string, else the first identifier's value.
 // Empty when there is none.
-std::string MrnFromPatient(const std::vector<FhirPathExpression>& expressions, const rapidjson::Value& patient);
+std::string MrnFromPatient(const std::vector<FhirPathExpression>& expressions,
+                           const rapidjson::Value& patient);
 
 // The default `images.mrn`.
-inline constexpr const char* kDefaultMrnExpression = "identifier.where(type.coding.code='MR').value";
+inline constexpr const char* kDefaultMrnExpression =
+    "identifier.where(type.coding.code='MR').value";
 
 // For `smart-imaging fhirpath --batch FILE`: input is a JSON array of
 // {"expression": "...", "resource": {...}}, output a JSON array of
@@ -59,6 +61,7 @@ std::string EvaluateFhirPathBatch(std::string_view json_text);
 
 // `smart-imaging fhirpath EXPR --file PATIENT.json` prints the result as JSON;
 // `--batch CASES.json` prints EvaluateFhirPathBatch. Returns the exit code.
-int FhirPathCommand(const std::string& expression, const std::string& batch_file, const std::string& resource_file);
+int FhirPathCommand(const std::string& expression, const std::string& batch_file,
+                    const std::string& resource_file);
 
 }  // namespace si

@@ -36,7 +36,8 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   if (line.rfind("HTTP/", 0) == 0) {
     t->headers.clear();  // a new response (after 100 Continue)
   } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
-    t->headers.emplace_back(text::ToLower(text::Trim(line.substr(0, colon))), text::Trim(line.substr(colon + 1)));
+    t->headers.emplace_back(text::ToLower(text::Trim(line.substr(0, colon))),
+                            text::Trim(line.substr(colon + 1)));
   }
   return size * n;
 }
@@ -76,10 +77,13 @@ struct CurlHttpClient::Shared {
   static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* user) {
     static_cast<Shared*>(user)->locks[data].lock();
   }
-  static void Unlock(CURL*, curl_lock_data data, void* user) { static_cast<Shared*>(user)->locks[data].unlock(); }
+  static void Unlock(CURL*, curl_lock_data data, void* user) {
+    static_cast<Shared*>(user)->locks[data].unlock();
+  }
 };
 
-CurlHttpClient::CurlHttpClient(CurlHttpClientOptions options) : options_(options), shared_(std::make_unique<Shared>()) {
+CurlHttpClient::CurlHttpClient(CurlHttpClientOptions options)
+    : options_(options), shared_(std::make_unique<Shared>()) {
   std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   shared_->share = curl_share_init();
   curl_share_setopt(shared_->share, CURLSHOPT_LOCKFUNC, &Shared::Lock);
@@ -149,10 +153,12 @@ Result<HttpClientResponse> CurlHttpClient::Send(const HttpClientRequest& request
   } else if (request.method == "HEAD") {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
   } else {
-    if (request.method != "POST") curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    if (request.method != "POST")
+      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(request.body.size()));
   }
 
   CURLcode rc = curl_easy_perform(curl);
@@ -164,9 +170,11 @@ Result<HttpClientResponse> CurlHttpClient::Send(const HttpClientRequest& request
     // A failed handle may hold a broken connection: don't reuse it.
     curl_easy_cleanup(curl);
     if (transfer.too_large)
-      return Unavailable(host + " sent a response larger than " + std::to_string(options_.max_body_bytes) + " bytes");
+      return Unavailable(host + " sent a response larger than " +
+                         std::to_string(options_.max_body_bytes) + " bytes");
     if (rc == CURLE_OPERATION_TIMEDOUT)
-      return Unavailable(host + " did not answer within " + std::to_string(request.timeout.count()) + " ms");
+      return Unavailable(host + " did not answer within " +
+                         std::to_string(request.timeout.count()) + " ms");
     return Unavailable(host + " cannot be reached: " + curl_easy_strerror(rc));
   }
   ReturnHandle(curl);
@@ -195,7 +203,8 @@ size_t OnStreamHeader(char* data, size_t size, size_t n, void* user) {
   if (line.rfind("HTTP/", 0) == 0) {
     t->headers.clear();  // a new response (after 100 Continue)
   } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
-    t->headers.emplace_back(text::ToLower(text::Trim(line.substr(0, colon))), text::Trim(line.substr(colon + 1)));
+    t->headers.emplace_back(text::ToLower(text::Trim(line.substr(0, colon))),
+                            text::Trim(line.substr(colon + 1)));
   }
   return size * n;
 }
@@ -229,7 +238,8 @@ Status CurlHttpClient::Stream(const HttpClientRequest& request, HttpStreamHandle
   curl_slist* headers = nullptr;
   for (auto& [k, v] : request.headers) headers = curl_slist_append(headers, (k + ": " + v).c_str());
   headers = curl_slist_append(headers, "Expect:");
-  const long stall_seconds = std::max<long>(1, static_cast<long>((request.timeout.count() + 999) / 1000));
+  const long stall_seconds =
+      std::max<long>(1, static_cast<long>((request.timeout.count() + 999) / 1000));
 
   curl_easy_setopt(curl, CURLOPT_SHARE, shared_->share);
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
@@ -259,10 +269,12 @@ Status CurlHttpClient::Stream(const HttpClientRequest& request, HttpStreamHandle
   } else if (request.method == "HEAD") {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
   } else {
-    if (request.method != "POST") curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    if (request.method != "POST")
+      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(request.body.size()));
   }
 
   CURLcode rc = curl_easy_perform(curl);
@@ -276,9 +288,11 @@ Status CurlHttpClient::Stream(const HttpClientRequest& request, HttpStreamHandle
   curl_easy_cleanup(curl);  // may hold a broken connection: don't reuse it
   if (!transfer.failure.ok()) return transfer.failure;
   if (rc == CURLE_OPERATION_TIMEDOUT)
-    return Status(ErrorCode::kGatewayTimeout, host + " stalled for more than " + std::to_string(stall_seconds) + " s");
+    return Status(ErrorCode::kGatewayTimeout,
+                  host + " stalled for more than " + std::to_string(stall_seconds) + " s");
   if (transfer.head_sent)
-    return Status(ErrorCode::kBadGateway, host + " broke off its response: " + curl_easy_strerror(rc));
+    return Status(ErrorCode::kBadGateway,
+                  host + " broke off its response: " + curl_easy_strerror(rc));
   return Unavailable(host + " cannot be reached: " + curl_easy_strerror(rc));
 }
 

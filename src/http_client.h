@@ -36,7 +36,8 @@ struct HttpClientResponse {
 class HttpStreamHandler {
  public:
   virtual ~HttpStreamHandler() = default;
-  virtual Status OnHead(int status, const std::vector<std::pair<std::string, std::string>>& headers) = 0;
+  virtual Status OnHead(int status,
+                        const std::vector<std::pair<std::string, std::string>>& headers) = 0;
   virtual Status OnBody(std::string_view data) = 0;
 };
 

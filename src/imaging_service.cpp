@@ -45,7 +45,8 @@ std::string QueryString(const ParamList& params) {
 
 }  // namespace
 
-ImagingService::ImagingService(ServiceSettings settings, const StudyTokenCodec& codec, SourceFactory factory)
+ImagingService::ImagingService(ServiceSettings settings, const StudyTokenCodec& codec,
+                               SourceFactory factory)
     : settings_(std::move(settings)), codec_(codec), factory_(std::move(factory)) {}
 
 std::shared_ptr<Tenant> ImagingService::Build(TenantConfig config) const {
@@ -72,8 +73,10 @@ Result<std::shared_ptr<const Tenant>> ImagingService::FindTenant(const std::stri
   return it->second;
 }
 
-Result<std::shared_ptr<const Tenant>> ImagingService::FindDynTenant(const std::string& encoded) const {
-  if (!settings_.dyn_enabled) return NotFound("dynamic tenants (/dyn/) are disabled on this server");
+Result<std::shared_ptr<const Tenant>> ImagingService::FindDynTenant(
+    const std::string& encoded) const {
+  if (!settings_.dyn_enabled)
+    return NotFound("dynamic tenants (/dyn/) are disabled on this server");
   {
     std::lock_guard<std::mutex> lock(dyn_mutex_);
     auto it = dyn_tenants_.find(encoded);
@@ -83,7 +86,8 @@ Result<std::shared_ptr<const Tenant>> ImagingService::FindDynTenant(const std::s
   if (!json) return InvalidArgument("the /dyn/ segment is not base64url");
   auto config = ParseTenant("dyn", *json, "dynamic tenant", std::filesystem::current_path());
   if (!config.ok()) return InvalidArgument(config.status().message());
-  if (config->images_type == "folder") return Forbidden("dynamic tenants may not read local folders");
+  if (config->images_type == "folder")
+    return Forbidden("dynamic tenants may not read local folders");
   std::string host = HostOf(config->endpoint);
   const auto& allowed = settings_.dyn_allowed_hosts;
   if (host.empty() || std::find(allowed.begin(), allowed.end(), host) == allowed.end())
@@ -126,8 +130,10 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
   bool lookup_possible = true;
   StudyQuery query;
   if (tenant.config.lookup == Lookup::kStudiesByMrn) {
-    if (patient->mrn) query.patient_id = patient->mrn->value;
-    else lookup_possible = false;  // a patient without identifiers has no images we can find
+    if (patient->mrn)
+      query.patient_id = patient->mrn->value;
+    else
+      lookup_possible = false;  // a patient without identifiers has no images we can find
   }
   if (search->study_uids.size() == 1) query.study_instance_uid = search->study_uids.front();
   if (lookup_possible) {
@@ -152,8 +158,11 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
     binding.tenant_key = tenant.config.key;
     // One or the other, as the reference server binds: the patient searched by id,
     // or the identifier searched by.
-    if (search->patient_id) binding.by_patient_id = patient->fhir_id;
-    else binding.by_patient_identifier = StudyBinding::Identifier{search->patient_identifier->system, search->patient_identifier->value};
+    if (search->patient_id)
+      binding.by_patient_id = patient->fhir_id;
+    else
+      binding.by_patient_identifier = StudyBinding::Identifier{search->patient_identifier->system,
+                                                               search->patient_identifier->value};
     auto token = codec_.Issue(binding);
     if (!token.ok()) return token.status();
     schema::StudyLinks l;
@@ -183,25 +192,31 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
   }
   if (begin > 0) {
     ParamList previous = search->canonical;
-    previous.emplace_back("_offset", std::to_string(begin >= static_cast<size_t>(search->count) ? begin - search->count : 0));
+    previous.emplace_back(
+        "_offset",
+        std::to_string(begin >= static_cast<size_t>(search->count) ? begin - search->count : 0));
     bundle_links.push_back({"previous", fhir_base + "/ImagingStudy?" + QueryString(previous)});
   }
   return schema::SearchsetBundle(total, bundle_links, page, links, fhir_base);
 }
 
 Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const AuthRequest& auth,
-                                                 std::string_view token, const std::string& study_uid) const {
+                                                 std::string_view token,
+                                                 const std::string& study_uid) const {
   AuthRequest request = auth;
   // Only the meditech profile trusts the patient a request names: here, the study token's.
-  if (request.patient_hint.empty() && tenant.config.authorization_type == "smart-on-fhir-with-meditech-bugfixes")
-    if (auto b = codec_.Verify(token); b.ok() && b->by_patient_id) request.patient_hint = *b->by_patient_id;
+  if (request.patient_hint.empty() &&
+      tenant.config.authorization_type == "smart-on-fhir-with-meditech-bugfixes")
+    if (auto b = codec_.Verify(token); b.ok() && b->by_patient_id)
+      request.patient_hint = *b->by_patient_id;
   auto decision = tenant.authorizer->Authorize(request);
   if (!decision.ok()) return decision.status();
   auto binding = codec_.Verify(token);
   if (!binding.ok()) return binding.status();
   // One message for every mismatch: the caller learns nothing about other tenants or studies.
   const Status kWrongToken = Forbidden("invalid study token");
-  if (binding->tenant_key != tenant.config.key || binding->study_uid != study_uid) return kWrongToken;
+  if (binding->tenant_key != tenant.config.key || binding->study_uid != study_uid)
+    return kWrongToken;
   // The token's patient, checked against who the caller is now.
   std::optional<PatientIdentifier> mrn;
   if (!decision->any_patient) {
@@ -212,24 +227,31 @@ Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const Aut
       same = *binding->by_patient_id == p.id;
     } else if (binding->by_patient_identifier) {
       const auto& b = *binding->by_patient_identifier;
-      same = std::any_of(p.identifiers.begin(), p.identifiers.end(), [&](const PatientIdentifier& k) {
-        return k.value == b.value && (b.system.empty() || k.system.empty() || b.system == k.system);
-      });
+      same =
+          std::any_of(p.identifiers.begin(), p.identifiers.end(), [&](const PatientIdentifier& k) {
+            return k.value == b.value &&
+                   (b.system.empty() || k.system.empty() || b.system == k.system);
+          });
     }
     if (!same) return Forbidden("the study token was issued for another patient");
     mrn = MrnIdentifierOf(p);
   } else if (binding->by_patient_id) {
     // Open tenant: the search resolved the MRN the same way (configured patient, else the id).
-    if (decision->patient && decision->patient->id == *binding->by_patient_id) mrn = MrnIdentifierOf(*decision->patient);
-    else mrn = PatientIdentifier{"", *binding->by_patient_id, {}, ""};
+    if (decision->patient && decision->patient->id == *binding->by_patient_id)
+      mrn = MrnIdentifierOf(*decision->patient);
+    else
+      mrn = PatientIdentifier{"", *binding->by_patient_id, {}, ""};
   } else if (binding->by_patient_identifier) {
     const auto& b = *binding->by_patient_identifier;
-    bool configured = decision->patient &&
+    bool configured =
+        decision->patient &&
         std::any_of(decision->patient->identifiers.begin(), decision->patient->identifiers.end(),
                     [&](const PatientIdentifier& k) {
-                      return k.value == b.value && (b.system.empty() || k.system.empty() || b.system == k.system);
+                      return k.value == b.value &&
+                             (b.system.empty() || k.system.empty() || b.system == k.system);
                     });
-    mrn = configured ? MrnIdentifierOf(*decision->patient) : PatientIdentifier{b.system, b.value, {}, ""};
+    mrn = configured ? MrnIdentifierOf(*decision->patient)
+                     : PatientIdentifier{b.system, b.value, {}, ""};
   }
   if (!tenant.source) return tenant.source_status;
   WadoAccess access;
@@ -249,8 +271,10 @@ Result<std::vector<StoredInstance>> ImagingService::PlanWado(const WadoAccess& a
   if (access.required_patient_id) {
     for (auto& i : *plan)
       if (i.patient_id != *access.required_patient_id) {
-        log::Warn("wado", "refused a retrieval: an instance's PatientID is not the token's patient");
-        return Forbidden("this study holds instances of another patient; it cannot be served under this token");
+        log::Warn("wado",
+                  "refused a retrieval: an instance's PatientID is not the token's patient");
+        return Forbidden(
+            "this study holds instances of another patient; it cannot be served under this token");
       }
   }
   return plan;

@@ -61,17 +61,19 @@ class ImagingService {
   Result<std::shared_ptr<const Tenant>> FindDynTenant(const std::string& encoded) const;
 
   // FHIR ImagingStudy search: a searchset Bundle (JSON text).
-  Result<std::string> SearchStudies(const Tenant& tenant, const AuthRequest& auth, const ParamList& params) const;
+  Result<std::string> SearchStudies(const Tenant& tenant, const AuthRequest& auth,
+                                    const ParamList& params) const;
 
   std::string CapabilityStatement(const Tenant& tenant) const;
 
   // WADO-RS: checks the study token and the caller against the study asked for.
-  Result<WadoAccess> AuthorizeWado(const Tenant& tenant, const AuthRequest& auth, std::string_view token,
-                                   const std::string& study_uid) const;
+  Result<WadoAccess> AuthorizeWado(const Tenant& tenant, const AuthRequest& auth,
+                                   std::string_view token, const std::string& study_uid) const;
 
   // The instances of a WADO scope, after checking that every one belongs to the
   // token's patient (a study mixing patients is refused whole).
-  Result<std::vector<StoredInstance>> PlanWado(const WadoAccess& access, const RetrieveScope& scope) const;
+  Result<std::vector<StoredInstance>> PlanWado(const WadoAccess& access,
+                                               const RetrieveScope& scope) const;
 
   const ServiceSettings& settings() const { return settings_; }
 
@@ -83,7 +85,8 @@ class ImagingService {
   SourceFactory factory_;
   std::map<std::string, std::shared_ptr<const Tenant>> tenants_;
   mutable std::mutex dyn_mutex_;
-  mutable std::map<std::string, std::shared_ptr<const Tenant>> dyn_tenants_;  // guarded by dyn_mutex_
+  mutable std::map<std::string, std::shared_ptr<const Tenant>>
+      dyn_tenants_;  // guarded by dyn_mutex_
 };
 
 }  // namespace si

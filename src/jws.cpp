@@ -38,7 +38,8 @@ Result<Bn> BigNum(const rapidjson::Value& jwk, const char* key, bool required = 
   }
   auto bytes = Base64UrlDecode(text);
   if (!bytes || bytes->empty()) return InvalidConfig(std::string("'") + key + "' is not base64url");
-  return Bn(BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes->data()), static_cast<int>(bytes->size()), nullptr));
+  return Bn(BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes->data()),
+                      static_cast<int>(bytes->size()), nullptr));
 }
 
 std::string OpenSslError() {
@@ -56,7 +57,8 @@ std::string JwsBase64Url(std::string_view bytes) { return Base64UrlEncode(bytes)
 
 JwsSigner::~JwsSigner() { EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_)); }
 
-Result<std::shared_ptr<const JwsSigner>> JwsSigner::FromJwk(std::string_view jwk_json, std::string_view alg_hint) {
+Result<std::shared_ptr<const JwsSigner>> JwsSigner::FromJwk(std::string_view jwk_json,
+                                                            std::string_view alg_hint) {
   rapidjson::Document jwk;
   jwk.Parse(jwk_json.data(), jwk_json.size());
   if (jwk.HasParseError() || !jwk.IsObject()) return InvalidConfig("not a JSON object");
@@ -69,12 +71,14 @@ Result<std::shared_ptr<const JwsSigner>> JwsSigner::FromJwk(std::string_view jwk
   signer->alg_ = alg;
 
   OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
-  std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld_guard(bld, &OSSL_PARAM_BLD_free);
+  std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld_guard(bld,
+                                                                            &OSSL_PARAM_BLD_free);
   std::vector<Bn> keep;
   const char* type = nullptr;
   std::string pub_point;
   if (kty == "EC") {
-    if (alg != "ES384") return InvalidConfig("alg '" + alg + "' is not supported for an EC key (use ES384)");
+    if (alg != "ES384")
+      return InvalidConfig("alg '" + alg + "' is not supported for an EC key (use ES384)");
     if (Member(jwk, "crv") != "P-384") return InvalidConfig("crv must be P-384 for ES384");
     auto d = BigNum(jwk, "d");
     if (!d.ok()) return InvalidConfig(d.status().message() + " (the private key)");
@@ -82,23 +86,29 @@ Result<std::shared_ptr<const JwsSigner>> JwsSigner::FromJwk(std::string_view jwk
     auto y = Base64UrlDecode(Member(jwk, "y"));
     if (!x || !y || x->empty() || y->empty() || x->size() > 48 || y->size() > 48)
       return InvalidConfig("'x' and 'y' must be base64url coordinates of a P-384 point");
-    pub_point = std::string(1, '\x04') + std::string(48 - x->size(), '\0') + *x + std::string(48 - y->size(), '\0') + *y;
+    pub_point = std::string(1, '\x04') + std::string(48 - x->size(), '\0') + *x +
+                std::string(48 - y->size(), '\0') + *y;
     type = "EC";
     OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "secp384r1", 0);
-    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub_point.data(), pub_point.size());
+    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub_point.data(),
+                                     pub_point.size());
     OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d->get());
     keep.push_back(std::move(d).value());
   } else if (kty == "RSA") {
-    if (alg != "RS384") return InvalidConfig("alg '" + alg + "' is not supported for an RSA key (use RS384)");
-    const char* names[][2] = {{"n", OSSL_PKEY_PARAM_RSA_N},          {"e", OSSL_PKEY_PARAM_RSA_E},
-                              {"d", OSSL_PKEY_PARAM_RSA_D},          {"p", OSSL_PKEY_PARAM_RSA_FACTOR1},
-                              {"q", OSSL_PKEY_PARAM_RSA_FACTOR2},    {"dp", OSSL_PKEY_PARAM_RSA_EXPONENT1},
-                              {"dq", OSSL_PKEY_PARAM_RSA_EXPONENT2}, {"qi", OSSL_PKEY_PARAM_RSA_COEFFICIENT1}};
+    if (alg != "RS384")
+      return InvalidConfig("alg '" + alg + "' is not supported for an RSA key (use RS384)");
+    const char* names[][2] = {
+        {"n", OSSL_PKEY_PARAM_RSA_N},          {"e", OSSL_PKEY_PARAM_RSA_E},
+        {"d", OSSL_PKEY_PARAM_RSA_D},          {"p", OSSL_PKEY_PARAM_RSA_FACTOR1},
+        {"q", OSSL_PKEY_PARAM_RSA_FACTOR2},    {"dp", OSSL_PKEY_PARAM_RSA_EXPONENT1},
+        {"dq", OSSL_PKEY_PARAM_RSA_EXPONENT2}, {"qi", OSSL_PKEY_PARAM_RSA_COEFFICIENT1}};
     for (auto& [jwk_name, param] : names) {
       bool required = std::string_view(jwk_name) == "n" || std::string_view(jwk_name) == "e" ||
                       std::string_view(jwk_name) == "d";
       auto bn = BigNum(jwk, jwk_name, required);
-      if (!bn.ok()) return InvalidConfig(bn.status().message() + (std::string_view(jwk_name) == "d" ? " (the private key)" : ""));
+      if (!bn.ok())
+        return InvalidConfig(bn.status().message() +
+                             (std::string_view(jwk_name) == "d" ? " (the private key)" : ""));
       if (!*bn) continue;
       OSSL_PARAM_BLD_push_BN(bld, param, bn->get());
       keep.push_back(std::move(bn).value());
@@ -113,8 +123,10 @@ Result<std::shared_ptr<const JwsSigner>> JwsSigner::FromJwk(std::string_view jwk
   EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr);
   std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx_guard(ctx, &EVP_PKEY_CTX_free);
   EVP_PKEY* pkey = nullptr;
-  if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, params) <= 0)
-    return InvalidConfig(std::string("not a valid ") + type + " private key (" + OpenSslError() + ")");
+  if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+      EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, params) <= 0)
+    return InvalidConfig(std::string("not a valid ") + type + " private key (" + OpenSslError() +
+                         ")");
   signer->pkey_ = pkey;
   // The private and public halves must belong together.
   EVP_PKEY_CTX* check = EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr);
@@ -125,7 +137,8 @@ Result<std::shared_ptr<const JwsSigner>> JwsSigner::FromJwk(std::string_view jwk
     return InvalidConfig(std::string("the private key does not match its public part (") +
                          (kty == "EC" ? "'d' vs 'x'/'y'" : "'d' vs 'n'/'e'") + ")");
   }
-  if (kty == "RSA" && EVP_PKEY_get_bits(pkey) < 2048) return InvalidConfig("the RSA key is shorter than 2048 bits");
+  if (kty == "RSA" && EVP_PKEY_get_bits(pkey) < 2048)
+    return InvalidConfig("the RSA key is shorter than 2048 bits");
   return std::shared_ptr<const JwsSigner>(std::move(signer));
 }
 
@@ -149,12 +162,14 @@ Result<std::string> JwsSigner::Sign(std::string_view payload_json) const {
   auto* pkey = static_cast<EVP_PKEY*>(pkey_);
   size_t len = 0;
   if (!md || EVP_DigestSignInit(md, nullptr, EVP_sha384(), nullptr, pkey) <= 0 ||
-      EVP_DigestSign(md, nullptr, &len, reinterpret_cast<const unsigned char*>(signing_input.data()),
+      EVP_DigestSign(md, nullptr, &len,
+                     reinterpret_cast<const unsigned char*>(signing_input.data()),
                      signing_input.size()) <= 0)
     return Internal("signing failed: " + OpenSslError());
   std::string sig(len, '\0');
   if (EVP_DigestSign(md, reinterpret_cast<unsigned char*>(sig.data()), &len,
-                     reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size()) <= 0)
+                     reinterpret_cast<const unsigned char*>(signing_input.data()),
+                     signing_input.size()) <= 0)
     return Internal("signing failed: " + OpenSslError());
   sig.resize(len);
   if (alg_ == "ES384") {

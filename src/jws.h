@@ -15,7 +15,8 @@ class JwsSigner {
   // Parses and checks a private JWK (JSON text). `alg_hint` (e.g. the public
   // jwk's alg) is used when the JWK has no alg of its own. Errors say what is
   // wrong without quoting key material.
-  static Result<std::shared_ptr<const JwsSigner>> FromJwk(std::string_view jwk_json, std::string_view alg_hint = "");
+  static Result<std::shared_ptr<const JwsSigner>> FromJwk(std::string_view jwk_json,
+                                                          std::string_view alg_hint = "");
   ~JwsSigner();
 
   const std::string& alg() const { return alg_; }

@@ -21,8 +21,8 @@
 #include "dimse/dcmtk_setup.h"
 #include "dimse/dicom_file.h"
 #include "dimse/dimse_client.h"
-#include "dimse/storage_scp.h"
 #include "dimse/samples.h"
+#include "dimse/storage_scp.h"
 #include "facade/facade.h"
 #include "facade/http_server.h"
 #include "src/dicomweb_source.h"
@@ -49,44 +49,56 @@ struct Setting {
 const Setting kServeSettings[] = {
     {"port", "PORT", "8000", "HTTP port (0 picks a free one)"},
     {"bind", "BIND_ADDRESS", "127.0.0.1", "address to listen on"},
-    {"base-url", "BASE_URL", nullptr, "public base URL used in every absolute URL (default http://localhost:$PORT)"},
-    {"path-key", "PATH_KEY", nullptr, "secret for study tokens (default: random per process, with a warning)"},
+    {"base-url", "BASE_URL", nullptr,
+     "public base URL used in every absolute URL (default http://localhost:$PORT)"},
+    {"path-key", "PATH_KEY", nullptr,
+     "secret for study tokens (default: random per process, with a warning)"},
     {"config-dir", "CONFIG_DIR", "./config", "directory of tenant *.json files"},
     {"dimse-dir", "DIMSE_DIR", "./var/cache", "cache and index directory"},
     {"dimse-port", "DIMSE_PORT", "30104", "port of our Storage SCP (DIMSE tenants)"},
     {"token-ttl", "TOKEN_TTL", "86400", "study token lifetime in seconds"},
-    {"cache-max-bytes", "CACHE_MAX_BYTES", "10G", "DIMSE instance cache budget (bytes, or with K/M/G); 0 is unlimited"},
+    {"cache-max-bytes", "CACHE_MAX_BYTES", "10G",
+     "DIMSE instance cache budget (bytes, or with K/M/G); 0 is unlimited"},
     {"dyn-config", "DYN_CONFIG", "0", "1 enables /dyn/{base64url-config} tenants"},
-    {"dyn-allow-hosts", "DYN_ALLOW_HOSTS", "", "comma-separated upstream hosts /dyn/ tenants may use"},
-    {"dicom-tz", "DICOM_TZ", "", "UTC offset (+HH:MM) assumed for DICOM times without one (default: this machine's)"},
+    {"dyn-allow-hosts", "DYN_ALLOW_HOSTS", "",
+     "comma-separated upstream hosts /dyn/ tenants may use"},
+    {"dicom-tz", "DICOM_TZ", "",
+     "UTC offset (+HH:MM) assumed for DICOM times without one (default: this machine's)"},
     {"threads", "HTTP_THREADS", "2", "HTTP reactor threads"},
     {"log-level", "LOG_LEVEL", "info", "debug, info, warn or error"},
 };
 
 void PrintServeHelp() {
-  std::printf("usage: smart-imaging serve [options]\n\n"
-              "Serves FHIR ImagingStudy search and WADO-RS for every tenant in the config directory.\n"
-              "Each option can also be given as the environment variable shown.\n\n");
+  std::printf(
+      "usage: smart-imaging serve [options]\n\n"
+      "Serves FHIR ImagingStudy search and WADO-RS for every tenant in the config directory.\n"
+      "Each option can also be given as the environment variable shown.\n\n");
   for (auto& s : kServeSettings)
-    std::printf("  --%-17s %-16s %s%s%s\n", s.flag, s.env, s.help, s.default_value && *s.default_value ? " [" : "",
-                s.default_value && *s.default_value ? (std::string(s.default_value) + "]").c_str() : "");
+    std::printf(
+        "  --%-17s %-16s %s%s%s\n", s.flag, s.env, s.help,
+        s.default_value && *s.default_value ? " [" : "",
+        s.default_value && *s.default_value ? (std::string(s.default_value) + "]").c_str() : "");
 }
 
 void PrintHelp() {
-  std::printf("smart-imaging %s: SMART on FHIR imaging facade over PACS, DICOMweb servers and DICOM folders\n\n"
-              "usage: smart-imaging <command> [options]\n\n"
-              "commands:\n"
-              "  serve            run the server (serve --help for its options)\n"
-              "  samples          write sample studies: --out DIR [--seed N] [--scale X]\n"
-              "  encode-dyn FILE  print the /dyn/ path segment for a tenant JSON file\n"
-              "  check-config     validate tenant files: [--config-dir DIR]\n"
-              "  fhirpath EXPR    evaluate an images.mrn expression: --file PATIENT.json (or --batch CASES.json)\n"
-              "  version          print the version\n",
-              kVersion);
+  std::printf(
+      "smart-imaging %s: SMART on FHIR imaging facade over PACS, DICOMweb servers and DICOM "
+      "folders\n\n"
+      "usage: smart-imaging <command> [options]\n\n"
+      "commands:\n"
+      "  serve            run the server (serve --help for its options)\n"
+      "  samples          write sample studies: --out DIR [--seed N] [--scale X]\n"
+      "  encode-dyn FILE  print the /dyn/ path segment for a tenant JSON file\n"
+      "  check-config     validate tenant files: [--config-dir DIR]\n"
+      "  fhirpath EXPR    evaluate an images.mrn expression: --file PATIENT.json (or --batch "
+      "CASES.json)\n"
+      "  version          print the version\n",
+      kVersion);
 }
 
 // --name value, --name=value; flags listed in `boolean` take no value.
-std::map<std::string, std::string> ParseFlags(int argc, char** argv, int first, std::string& error) {
+std::map<std::string, std::string> ParseFlags(int argc, char** argv, int first,
+                                              std::string& error) {
   std::map<std::string, std::string> flags;
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
@@ -145,8 +157,10 @@ int Serve(const std::map<std::string, std::string>& flags) {
     }
   }
   std::string level = v["log-level"];
-  si::log::SetLevel(level == "debug" ? si::log::Level::kDebug : level == "warn" ? si::log::Level::kWarn
-                    : level == "error" ? si::log::Level::kError : si::log::Level::kInfo);
+  si::log::SetLevel(level == "debug"   ? si::log::Level::kDebug
+                    : level == "warn"  ? si::log::Level::kWarn
+                    : level == "error" ? si::log::Level::kError
+                                       : si::log::Level::kInfo);
 
   char* end = nullptr;
   long port = std::strtol(v["port"].c_str(), &end, 10);
@@ -171,15 +185,18 @@ int Serve(const std::map<std::string, std::string>& flags) {
     unsigned char random[32];
     RAND_bytes(random, sizeof random);
     path_key = si::text::HexSha256(std::string(reinterpret_cast<char*>(random), sizeof random));
-    si::log::Warn("main", "*** PATH_KEY is not set: using a random key. Every study token dies with this process; "
-                          "set PATH_KEY (or --path-key) so tokens survive restarts and work across replicas. ***");
+    si::log::Warn(
+        "main",
+        "*** PATH_KEY is not set: using a random key. Every study token dies with this process; "
+        "set PATH_KEY (or --path-key) so tokens survive restarts and work across replicas. ***");
   }
 
   auto started = std::chrono::steady_clock::now();
   std::filesystem::path config_dir = v["config-dir"];
   auto tenants = si::LoadTenantDirectory(config_dir, config_dir);
   if (!tenants.ok()) {
-    std::fprintf(stderr, "smart-imaging: invalid configuration: %s\n", tenants.status().message().c_str());
+    std::fprintf(stderr, "smart-imaging: invalid configuration: %s\n",
+                 tenants.status().message().c_str());
     return 1;
   }
 
@@ -197,7 +214,11 @@ int Serve(const std::map<std::string, std::string>& flags) {
     char* e = nullptr;
     double n = std::strtod(b.c_str(), &e);
     std::string unit = e ? std::string(e) : "";
-    double scale = unit.empty() ? 1 : unit == "K" ? 1024.0 : unit == "M" ? 1048576.0 : unit == "G" ? 1073741824.0 : -1;
+    double scale = unit.empty()  ? 1
+                   : unit == "K" ? 1024.0
+                   : unit == "M" ? 1048576.0
+                   : unit == "G" ? 1073741824.0
+                                 : -1;
     if (b.empty() || e == b.c_str() || scale < 0 || n < 0) {
       std::fprintf(stderr, "smart-imaging: invalid cache-max-bytes '%s'\n", b.c_str());
       return 2;
@@ -218,7 +239,8 @@ int Serve(const std::map<std::string, std::string>& flags) {
   dicomweb_http.max_body_bytes = 64 * 1024 * 1024;
   dicomweb_http.max_idle_handles = 64;
   auto dicomweb_client = std::make_shared<si::CurlHttpClient>(dicomweb_http);
-  si::SourceFactory factory = [&](const si::TenantConfig& t) -> si::Result<std::shared_ptr<si::ImageSource>> {
+  si::SourceFactory factory =
+      [&](const si::TenantConfig& t) -> si::Result<std::shared_ptr<si::ImageSource>> {
     std::lock_guard<std::mutex> lock(folders_mutex);
     if (t.images_type == "dicom-web") {
       auto web = si::ParseDicomWebSettings(t);
@@ -230,7 +252,8 @@ int Serve(const std::map<std::string, std::string>& flags) {
       auto hostport = si::ParseDimseEndpoint(t.endpoint);
       if (!hostport) return si::InvalidConfig("endpoint must be dimse://host:port");
       std::string peer_key = t.endpoint + "|" + t.called_ae + "|" + t.ae + "|" + t.retrieval;
-      if (auto it = dimse_by_peer.find(peer_key); it != dimse_by_peer.end()) return std::shared_ptr<si::ImageSource>(it->second);
+      if (auto it = dimse_by_peer.find(peer_key); it != dimse_by_peer.end())
+        return std::shared_ptr<si::ImageSource>(it->second);
       si::DimsePeer peer;
       peer.host = hostport->first;
       peer.port = hostport->second;
@@ -241,24 +264,29 @@ int Serve(const std::map<std::string, std::string>& flags) {
       peer.operation_timeout_seconds = t.operation_timeout_seconds;
       std::string hash = si::text::HexSha256(peer_key).substr(0, 16);
       auto root = cache_dir / "dimse" / hash;
-      auto index = si::FolderIndex::Open(cache_dir / "index" / ("dimse-" + hash + ".sqlite"), root, parser, clock);
+      auto index = si::FolderIndex::Open(cache_dir / "index" / ("dimse-" + hash + ".sqlite"), root,
+                                         parser, clock);
       if (!index.ok()) return index.status();
       auto source = std::make_shared<si::DimseSource>(
-          peer, t.retrieval == "c-get" ? si::RetrievalMode::kGet : si::RetrievalMode::kMove, t.max_associations,
-          dimse_client, parser, std::move(index).value(), root, cache_max_bytes);
+          peer, t.retrieval == "c-get" ? si::RetrievalMode::kGet : si::RetrievalMode::kMove,
+          t.max_associations, dimse_client, parser, std::move(index).value(), root,
+          cache_max_bytes);
       dimse_by_peer[peer_key] = source;
       if (!dimse_by_ae.count(t.ae)) dimse_by_ae[t.ae] = source;
       return std::shared_ptr<si::ImageSource>(source);
     }
     if (t.images_type != "folder")
-      return si::NotImplemented("image source type '" + t.images_type + "' is not available in this version of smart-imaging");
+      return si::NotImplemented("image source type '" + t.images_type +
+                                "' is not available in this version of smart-imaging");
     auto it = folders.find(t.folder_path);
     if (it != folders.end()) return std::shared_ptr<si::ImageSource>(it->second);
-    auto db = cache_dir / "index" / ("folder-" + si::text::HexSha256(t.folder_path).substr(0, 16) + ".sqlite");
+    auto db = cache_dir / "index" /
+              ("folder-" + si::text::HexSha256(t.folder_path).substr(0, 16) + ".sqlite");
     auto index = si::FolderIndex::Open(db, t.folder_path, parser, clock);
     if (!index.ok()) return index.status();
     if (!std::filesystem::is_directory(t.folder_path))
-      si::log::Warn("folder", t.folder_path + " does not exist yet; it is watched and indexed once it appears");
+      si::log::Warn("folder", t.folder_path +
+                                  " does not exist yet; it is watched and indexed once it appears");
     auto source = std::make_shared<si::FolderSource>(std::move(index).value(), t.rescan_seconds);
     folders[t.folder_path] = source;
     return std::shared_ptr<si::ImageSource>(source);
@@ -268,11 +296,13 @@ int Serve(const std::map<std::string, std::string>& flags) {
   settings.base_url = v["base-url"];
   settings.dyn_enabled = v["dyn-config"] == "1" || v["dyn-config"] == "true";
   for (auto& h : si::text::Split(v["dyn-allow-hosts"], ','))
-    if (!si::text::Trim(h).empty()) settings.dyn_allowed_hosts.push_back(si::text::ToLower(si::text::Trim(h)));
+    if (!si::text::Trim(h).empty())
+      settings.dyn_allowed_hosts.push_back(si::text::ToLower(si::text::Trim(h)));
   settings.version = kVersion;
   if (!v["dicom-tz"].empty()) {
     if (!ParseOffset(v["dicom-tz"], settings.dicom_offset_seconds)) {
-      std::fprintf(stderr, "smart-imaging: invalid dicom-tz '%s' (use +HH:MM)\n", v["dicom-tz"].c_str());
+      std::fprintf(stderr, "smart-imaging: invalid dicom-tz '%s' (use +HH:MM)\n",
+                   v["dicom-tz"].c_str());
       return 2;
     }
   } else {
@@ -293,22 +323,27 @@ int Serve(const std::map<std::string, std::string>& flags) {
   std::unique_ptr<si::ImagingService> service;
   std::unique_ptr<si::facade::Facade> facade;
   std::atomic<si::facade::Facade*> ready{nullptr};
-  si::facade::HttpServer server(http, [&](si::facade::HttpRequest& req, si::facade::ResponseChannel& out) {
-    si::facade::Facade* f = ready.load();
-    if (!f) {
-      out.SendWhole(503, {{"Retry-After", "1"}, {"Content-Type", "application/json"}}, "{\"error\":\"starting\"}").ok();
-      return;
-    }
-    f->Handle(req, out);
-  });
+  si::facade::HttpServer server(
+      http, [&](si::facade::HttpRequest& req, si::facade::ResponseChannel& out) {
+        si::facade::Facade* f = ready.load();
+        if (!f) {
+          out.SendWhole(503, {{"Retry-After", "1"}, {"Content-Type", "application/json"}},
+                        "{\"error\":\"starting\"}")
+              .ok();
+          return;
+        }
+        f->Handle(req, out);
+      });
   si::Status bound = server.Start();
   if (!bound.ok()) {
-    std::fprintf(stderr, "smart-imaging: cannot listen on %s:%ld: %s\n", http.bind_address.c_str(), port,
-                 bound.message().c_str());
+    std::fprintf(stderr, "smart-imaging: cannot listen on %s:%ld: %s\n", http.bind_address.c_str(),
+                 port, bound.message().c_str());
     return 1;
   }
-  if (settings.base_url.empty()) settings.base_url = "http://localhost:" + std::to_string(server.port());
-  while (!settings.base_url.empty() && settings.base_url.back() == '/') settings.base_url.pop_back();
+  if (settings.base_url.empty())
+    settings.base_url = "http://localhost:" + std::to_string(server.port());
+  while (!settings.base_url.empty() && settings.base_url.back() == '/')
+    settings.base_url.pop_back();
   service = std::make_unique<si::ImagingService>(settings, codec, factory);
   for (auto& t : *tenants) {
     std::string name = t.name, type = t.images_type, auth = t.authorization_type;
@@ -317,11 +352,12 @@ int Serve(const std::map<std::string, std::string>& flags) {
   }
   std::unique_ptr<si::dimse::StorageScp> scp;
   if (!dimse_by_ae.empty()) {
-    scp = std::make_unique<si::dimse::StorageScp>(static_cast<uint16_t>(dimse_port), [&](const std::string& called) -> si::StoreTarget* {
-      std::string ae = si::text::Trim(called);
-      auto it = dimse_by_ae.find(ae);
-      return it == dimse_by_ae.end() ? nullptr : it->second.get();
-    });
+    scp = std::make_unique<si::dimse::StorageScp>(
+        static_cast<uint16_t>(dimse_port), [&](const std::string& called) -> si::StoreTarget* {
+          std::string ae = si::text::Trim(called);
+          auto it = dimse_by_ae.find(ae);
+          return it == dimse_by_ae.end() ? nullptr : it->second.get();
+        });
     si::Status listening = scp->Start();
     if (!listening.ok()) {
       std::fprintf(stderr, "smart-imaging: %s\n", listening.message().c_str());
@@ -330,9 +366,12 @@ int Serve(const std::map<std::string, std::string>& flags) {
   }
   facade = std::make_unique<si::facade::Facade>(*service);
   ready = facade.get();
-  double startup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  std::printf("smart-imaging %s listening on http://%s:%u (base URL %s, %zu tenants, ready in %.0f ms)\n", kVersion,
-              http.bind_address.c_str(), server.port(), settings.base_url.c_str(), tenants->size(), startup_ms);
+  double startup_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  std::printf(
+      "smart-imaging %s listening on http://%s:%u (base URL %s, %zu tenants, ready in %.0f ms)\n",
+      kVersion, http.bind_address.c_str(), server.port(), settings.base_url.c_str(),
+      tenants->size(), startup_ms);
   std::fflush(stdout);
 
   signal(SIGINT, [](int) { g_stop = true; });
@@ -356,7 +395,8 @@ int Samples(const std::map<std::string, std::string>& flags) {
     return 1;
   }
   si::dimse::SampleOptions options;
-  if (flags.count("seed")) options.seed = static_cast<uint32_t>(std::strtoul(flags.at("seed").c_str(), nullptr, 10));
+  if (flags.count("seed"))
+    options.seed = static_cast<uint32_t>(std::strtoul(flags.at("seed").c_str(), nullptr, 10));
   if (flags.count("scale")) options.scale = std::strtod(flags.at("scale").c_str(), nullptr);
   auto t0 = std::chrono::steady_clock::now();
   auto studies = si::dimse::GenerateSamples(flags.at("out"), options);
@@ -370,8 +410,8 @@ int Samples(const std::map<std::string, std::string>& flags) {
   std::printf("wrote %zu studies, %d instances to %s in %.1f s\n", studies->size(), instances,
               flags.at("out").c_str(), secs);
   for (auto& s : *studies)
-    std::printf("  %-38s %-3s %d series, %3d instances  study %s\n", s.patient_id.c_str(), s.modality.c_str(),
-                s.series_count, s.instance_count, s.study_uid.c_str());
+    std::printf("  %-38s %-3s %d series, %3d instances  study %s\n", s.patient_id.c_str(),
+                s.modality.c_str(), s.series_count, s.instance_count, s.study_uid.c_str());
   return 0;
 }
 
@@ -398,14 +438,18 @@ int EncodeDyn(const std::map<std::string, std::string>& flags) {
 }
 
 int CheckConfig(const std::map<std::string, std::string>& flags) {
-  std::string dir = flags.count("config-dir") ? flags.at("config-dir") : (std::getenv("CONFIG_DIR") ? std::getenv("CONFIG_DIR") : "./config");
+  std::string dir = flags.count("config-dir")
+                        ? flags.at("config-dir")
+                        : (std::getenv("CONFIG_DIR") ? std::getenv("CONFIG_DIR") : "./config");
   auto tenants = si::LoadTenantDirectory(dir, dir);
   if (!tenants.ok()) {
-    std::fprintf(stderr, "smart-imaging: invalid configuration: %s\n", tenants.status().message().c_str());
+    std::fprintf(stderr, "smart-imaging: invalid configuration: %s\n",
+                 tenants.status().message().c_str());
     return 1;
   }
   for (auto& t : *tenants)
-    std::printf("%-32s %-40s %s\n", t.name.c_str(), t.authorization_type.c_str(), t.images_type.c_str());
+    std::printf("%-32s %-40s %s\n", t.name.c_str(), t.authorization_type.c_str(),
+                t.images_type.c_str());
   std::printf("%zu tenants valid\n", tenants->size());
   return 0;
 }
@@ -436,9 +480,10 @@ int main(int argc, char** argv) {
   if (command == "samples") return Samples(flags);
   if (command == "encode-dyn") return EncodeDyn(flags);
   if (command == "check-config") return CheckConfig(flags);
-  if (command == "fhirpath") return si::FhirPathCommand(flags.count("_positional") ? flags.at("_positional") : "",
-                                                        flags.count("batch") ? flags.at("batch") : "",
-                                                        flags.count("file") ? flags.at("file") : "");
+  if (command == "fhirpath")
+    return si::FhirPathCommand(flags.count("_positional") ? flags.at("_positional") : "",
+                               flags.count("batch") ? flags.at("batch") : "",
+                               flags.count("file") ? flags.at("file") : "");
   std::fprintf(stderr, "smart-imaging: unknown command '%s'\n", command.c_str());
   PrintHelp();
   return 2;

@@ -67,7 +67,9 @@ std::string OAuthError(const std::string& body) {
   d.Parse(body.c_str());
   if (d.HasParseError()) return "";
   std::string e = Str(d, "error");
-  if (e.size() > 64 || !std::all_of(e.begin(), e.end(), [](char c) { return std::isalnum((unsigned char)c) || c == '_'; }))
+  if (e.size() > 64 || !std::all_of(e.begin(), e.end(), [](char c) {
+        return std::isalnum((unsigned char)c) || c == '_';
+      }))
     return "";
   return e.empty() ? "" : " (" + e + ")";
 }
@@ -77,9 +79,12 @@ std::string OAuthError(const std::string& body) {
 std::string PatientIdFromSub(const std::string& sub, const std::string& base) {
   std::string prefix = base + "/Patient/";
   std::string rest;
-  if (sub.rfind(prefix, 0) == 0) rest = sub.substr(prefix.size());
-  else if (sub.rfind("Patient/", 0) == 0) rest = sub.substr(8);
-  else return "";
+  if (sub.rfind(prefix, 0) == 0)
+    rest = sub.substr(prefix.size());
+  else if (sub.rfind("Patient/", 0) == 0)
+    rest = sub.substr(8);
+  else
+    return "";
   return IsFhirId(rest) ? rest : "";
 }
 
@@ -95,7 +100,8 @@ class FailedAuthorizer final : public Authorizer {
 }  // namespace
 
 std::optional<SmartProfile> SmartProfileOf(std::string_view type) {
-  if (type == "smart-on-fhir" || type == "smart-on-fhir-independent") return SmartProfile::kStandard;
+  if (type == "smart-on-fhir" || type == "smart-on-fhir-independent")
+    return SmartProfile::kStandard;
   if (type == "smart-on-fhir-with-epic-bugfixes") return SmartProfile::kEpic;
   if (type == "smart-on-fhir-with-meditech-bugfixes") return SmartProfile::kMeditech;
   return std::nullopt;
@@ -126,7 +132,9 @@ bool ScopeGrantsImaging(std::string_view scope, SmartProfile profile) {
     perms = perms.substr(0, q);
     has_query = true;
   }
-  if (profile != SmartProfile::kStandard && resource == "DiagnosticReport" && perms == "read" && !has_query) return true;
+  if (profile != SmartProfile::kStandard && resource == "DiagnosticReport" && perms == "read" &&
+      !has_query)
+    return true;
   if (resource != "ImagingStudy" && resource != "*") return false;
   if (!has_query && (perms == "read" || perms == "*")) return true;  // SMART v1
   // SMART v2: a non-empty subsequence of "cruds", with r or s.
@@ -137,15 +145,18 @@ bool ScopeGrantsImaging(std::string_view scope, SmartProfile profile) {
     if (p == std::string_view::npos) return false;
     at = p + 1;
   }
-  return !perms.empty() && (perms.find('r') != std::string_view::npos || perms.find('s') != std::string_view::npos);
+  return !perms.empty() &&
+         (perms.find('r') != std::string_view::npos || perms.find('s') != std::string_view::npos);
 }
 
 bool ScopesGrantImaging(const std::vector<std::string>& scopes, SmartProfile profile) {
-  return std::any_of(scopes.begin(), scopes.end(), [&](const std::string& s) { return ScopeGrantsImaging(s, profile); });
+  return std::any_of(scopes.begin(), scopes.end(),
+                     [&](const std::string& s) { return ScopeGrantsImaging(s, profile); });
 }
 
-SmartAuthorizer::SmartAuthorizer(const TenantConfig& t, SmartProfile profile, std::shared_ptr<HttpClient> http,
-                                 const Clock& clock, std::shared_ptr<const JwsSigner> signer)
+SmartAuthorizer::SmartAuthorizer(const TenantConfig& t, SmartProfile profile,
+                                 std::shared_ptr<HttpClient> http, const Clock& clock,
+                                 std::shared_ptr<const JwsSigner> signer)
     : tenant_name_(t.name),
       fhir_base_url_(t.fhir_base_url),
       scope_(t.scope),
@@ -163,31 +174,44 @@ SmartAuthorizer::SmartAuthorizer(const TenantConfig& t, SmartProfile profile, st
       cache_(clock) {}
 
 Result<std::unique_ptr<SmartAuthorizer>> SmartAuthorizer::Create(const TenantConfig& tenant,
-                                                                 std::shared_ptr<HttpClient> http, const Clock& clock) {
+                                                                 std::shared_ptr<HttpClient> http,
+                                                                 const Clock& clock) {
   auto profile = SmartProfileOf(tenant.authorization_type);
-  if (!profile) return InvalidConfig("tenant " + tenant.name + ": '" + tenant.authorization_type + "' is not a SMART type");
-  if (tenant.fhir_base_url.empty()) return InvalidConfig("tenant " + tenant.name + ": authorization.fhirBaseUrl is required");
+  if (!profile)
+    return InvalidConfig("tenant " + tenant.name + ": '" + tenant.authorization_type +
+                         "' is not a SMART type");
+  if (tenant.fhir_base_url.empty())
+    return InvalidConfig("tenant " + tenant.name + ": authorization.fhirBaseUrl is required");
   std::shared_ptr<const JwsSigner> signer;
   if (*profile == SmartProfile::kMeditech) {
     if (tenant.client_secret.empty())
-      return InvalidConfig("tenant " + tenant.name + ": authorization.client.client_secret is required by the meditech profile");
-    log::Warn("auth", "tenant " + tenant.name +
-                          ": smart-on-fhir-with-meditech-bugfixes is INSECURE by design: the patient is taken from the "
-                          "request, not from the token, so any valid token of this client reaches any patient. "
-                          "Use it only against a sandbox.");
+      return InvalidConfig(
+          "tenant " + tenant.name +
+          ": authorization.client.client_secret is required by the meditech profile");
+    log::Warn(
+        "auth",
+        "tenant " + tenant.name +
+            ": smart-on-fhir-with-meditech-bugfixes is INSECURE by design: the patient is taken "
+            "from the "
+            "request, not from the token, so any valid token of this client reaches any patient. "
+            "Use it only against a sandbox.");
   } else {
     auto s = JwsSigner::FromJwk(tenant.jwk_private_json, tenant.jwk_alg_hint);
     if (!s.ok())
-      return InvalidConfig("tenant " + tenant.name + ": authorization.client.jwkPrivate: " + s.status().message());
+      return InvalidConfig("tenant " + tenant.name +
+                           ": authorization.client.jwkPrivate: " + s.status().message());
     signer = *s;
   }
-  return std::unique_ptr<SmartAuthorizer>(new SmartAuthorizer(tenant, *profile, std::move(http), clock, signer));
+  return std::unique_ptr<SmartAuthorizer>(
+      new SmartAuthorizer(tenant, *profile, std::move(http), clock, signer));
 }
 
-Result<HttpClientResponse> SmartAuthorizer::Send(HttpClientRequest request, const std::string& what) const {
+Result<HttpClientResponse> SmartAuthorizer::Send(HttpClientRequest request,
+                                                 const std::string& what) const {
   request.timeout = timeout_;
   auto r = http_->Send(request);
-  if (!r.ok()) return Unavailable("the EHR is unavailable: " + what + " failed: " + r.status().message());
+  if (!r.ok())
+    return Unavailable("the EHR is unavailable: " + what + " failed: " + r.status().message());
   return r;
 }
 
@@ -201,7 +225,8 @@ Result<SmartAuthorizer::Discovery> SmartAuthorizer::Discover() const {
   const std::string host = HostPortOf(req.url);
   auto fail = [&](Status s) -> Result<Discovery> {
     if (discovery_) {  // a stale answer is better than none while the EHR recovers
-      log::Warn("auth", "tenant " + tenant_name_ + ": SMART discovery failed, using the previous answer: " + s.message());
+      log::Warn("auth", "tenant " + tenant_name_ +
+                            ": SMART discovery failed, using the previous answer: " + s.message());
       return *discovery_;
     }
     return s;
@@ -209,7 +234,8 @@ Result<SmartAuthorizer::Discovery> SmartAuthorizer::Discover() const {
   auto r = Send(req, "SMART discovery at " + host);
   if (!r.ok()) return fail(r.status());
   if (r->status != 200)
-    return fail(BadGateway("SMART discovery at " + host + " answered HTTP " + std::to_string(r->status)));
+    return fail(
+        BadGateway("SMART discovery at " + host + " answered HTTP " + std::to_string(r->status)));
   rapidjson::Document d;
   d.Parse(r->body.c_str());
   if (d.HasParseError() || !d.IsObject())
@@ -219,13 +245,16 @@ Result<SmartAuthorizer::Discovery> SmartAuthorizer::Discover() const {
   disc.token_endpoint = Str(d, "token_endpoint");
   disc.introspection_endpoint = Str(d, "introspection_endpoint");
   disc.fetched_at = now;
-  auto is_url = [](const std::string& u) { return u.rfind("https://", 0) == 0 || u.rfind("http://", 0) == 0; };
+  auto is_url = [](const std::string& u) {
+    return u.rfind("https://", 0) == 0 || u.rfind("http://", 0) == 0;
+  };
   if (profile_ != SmartProfile::kMeditech && !is_url(disc.token_endpoint))
     return fail(BadGateway("SMART discovery at " + host + " names no token_endpoint"));
   if (profile_ == SmartProfile::kEpic) {
     // Epic's introspection sits beside its token endpoint.
     std::string t = disc.token_endpoint;
-    if (t.size() >= 6 && t.compare(t.size() - 6, 6, "/token") == 0) t = t.substr(0, t.size() - 6) + "/introspect";
+    if (t.size() >= 6 && t.compare(t.size() - 6, 6, "/token") == 0)
+      t = t.substr(0, t.size() - 6) + "/introspect";
     disc.introspection_endpoint = t;
   }
   if (!is_url(disc.introspection_endpoint))
@@ -273,20 +302,23 @@ Result<std::string> SmartAuthorizer::OurToken(bool refresh) const {
   HttpClientRequest req;
   req.method = "POST";
   req.url = disc->token_endpoint;
-  req.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
+  req.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
+                 {"Accept", "application/json"}};
   req.body = FormEncode(form);
   auto r = Send(req, "the token request at " + host);
   if (!r.ok()) return r.status();
   if (r->status != 200)
-    return BadGateway("the EHR refused our client credentials at " + host + ": HTTP " + std::to_string(r->status) +
-                      OAuthError(r->body));
+    return BadGateway("the EHR refused our client credentials at " + host + ": HTTP " +
+                      std::to_string(r->status) + OAuthError(r->body));
   rapidjson::Document d;
   d.Parse(r->body.c_str());
   std::string token = d.HasParseError() ? "" : Str(d, "access_token");
   if (token.empty()) return BadGateway("the token response from " + host + " has no access_token");
   int64_t expires_in = 300;
-  if (d.HasMember("expires_in") && d["expires_in"].IsNumber()) expires_in = static_cast<int64_t>(d["expires_in"].GetDouble());
-  if (expires_in <= 0) return BadGateway("the token response from " + host + " has a non-positive expires_in");
+  if (d.HasMember("expires_in") && d["expires_in"].IsNumber())
+    expires_in = static_cast<int64_t>(d["expires_in"].GetDouble());
+  if (expires_in <= 0)
+    return BadGateway("the token response from " + host + " has a non-positive expires_in");
   // Renew a little before it runs out, so no request carries an about-to-expire token.
   int64_t margin = std::min<int64_t>(30, expires_in / 5);
   our_token_ = token;
@@ -313,9 +345,11 @@ DecisionCache::Computed SmartAuthorizer::Compute(const AuthRequest& request) con
   intro.body = FormEncode({{"token", request.bearer_token}});
   Result<HttpClientResponse> r = Status(ErrorCode::kInternal, "not sent");
   for (int attempt = 0; attempt < 2; ++attempt) {
-    intro.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
+    intro.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
+                     {"Accept", "application/json"}};
     if (profile_ == SmartProfile::kMeditech) {
-      intro.headers.emplace_back("Authorization", "Basic " + Base64(client_id_ + ":" + client_secret_));
+      intro.headers.emplace_back("Authorization",
+                                 "Basic " + Base64(client_id_ + ":" + client_secret_));
     } else {
       auto ours = OurToken(attempt > 0);
       if (!ours.ok()) return transient(ours.status());
@@ -323,42 +357,54 @@ DecisionCache::Computed SmartAuthorizer::Compute(const AuthRequest& request) con
     }
     r = Send(intro, "introspection at " + host);
     if (!r.ok()) return transient(r.status());
-    if (r->status != 401 || profile_ == SmartProfile::kMeditech) break;  // 401: our token went stale; renew once
+    if (r->status != 401 || profile_ == SmartProfile::kMeditech)
+      break;  // 401: our token went stale; renew once
   }
   if (r->status != 200)
-    return transient(BadGateway("introspection at " + host + " answered HTTP " + std::to_string(r->status) + OAuthError(r->body)));
+    return transient(BadGateway("introspection at " + host + " answered HTTP " +
+                                std::to_string(r->status) + OAuthError(r->body)));
   rapidjson::Document in;
   in.Parse(r->body.c_str());
   if (in.HasParseError() || !in.IsObject() || !in.HasMember("active") || !in["active"].IsBool())
-    return transient(BadGateway("malformed introspection response from " + host + ": not a JSON object with a boolean 'active'"));
+    return transient(BadGateway("malformed introspection response from " + host +
+                                ": not a JSON object with a boolean 'active'"));
   if (!in["active"].GetBool())
-    return refused(Unauthorized("the access token is not active (expired, revoked or unknown to the EHR)"));
+    return refused(
+        Unauthorized("the access token is not active (expired, revoked or unknown to the EHR)"));
   int64_t exp = 0;
   if (in.HasMember("exp")) {
-    if (!in["exp"].IsNumber()) return transient(BadGateway("malformed introspection response from " + host + ": 'exp' is not a number"));
+    if (!in["exp"].IsNumber())
+      return transient(
+          BadGateway("malformed introspection response from " + host + ": 'exp' is not a number"));
     exp = static_cast<int64_t>(in["exp"].GetDouble());
     if (exp <= now) return refused(Unauthorized("the access token has expired"));
   }
   if (in.HasMember("scope") && !in["scope"].IsString())
-    return transient(BadGateway("malformed introspection response from " + host + ": 'scope' is not a string"));
+    return transient(
+        BadGateway("malformed introspection response from " + host + ": 'scope' is not a string"));
   std::vector<std::string> scopes = SplitScopes(Str(in, "scope"));
   if (!ScopesGrantImaging(scopes, profile_))
-    return refused(Forbidden(std::string("the access token does not grant imaging access: it needs the scope ") +
-                             kImagingScopeNeeded));
+    return refused(Forbidden(
+        std::string("the access token does not grant imaging access: it needs the scope ") +
+        kImagingScopeNeeded));
 
   // 2. Whose token is it.
   std::string patient_id;
   if (profile_ == SmartProfile::kMeditech) {
     patient_id = request.patient_hint;  // insecure by design: see the start-up warning
-    if (!patient_id.empty() && !IsFhirId(patient_id)) return refused(Forbidden("the request names a malformed patient id"));
+    if (!patient_id.empty() && !IsFhirId(patient_id))
+      return refused(Forbidden("the request names a malformed patient id"));
   } else {
-    if (profile_ == SmartProfile::kEpic) patient_id = PatientIdFromSub(Str(in, "sub"), fhir_base_url_);
+    if (profile_ == SmartProfile::kEpic)
+      patient_id = PatientIdFromSub(Str(in, "sub"), fhir_base_url_);
     if (patient_id.empty()) patient_id = Str(in, "patient");
     if (!patient_id.empty() && !IsFhirId(patient_id))
-      return transient(BadGateway("malformed introspection response from " + host + ": 'patient' is not a FHIR id"));
+      return transient(BadGateway("malformed introspection response from " + host +
+                                  ": 'patient' is not a FHIR id"));
   }
   if (patient_id.empty())
-    return refused(Forbidden("the access token carries no patient context; imaging access needs a patient-level token"));
+    return refused(Forbidden(
+        "the access token carries no patient context; imaging access needs a patient-level token"));
 
   // 3. The Patient, for its identifiers and MRN (meditech: read with the app's own token).
   HttpClientRequest pr;
@@ -378,12 +424,15 @@ DecisionCache::Computed SmartAuthorizer::Compute(const AuthRequest& request) con
     if (r->status != 401 || profile_ == SmartProfile::kMeditech) break;
   }
   if (r->status != 200)
-    return transient(BadGateway("the Patient read at " + fhir_host + " answered HTTP " + std::to_string(r->status)));
+    return transient(BadGateway("the Patient read at " + fhir_host + " answered HTTP " +
+                                std::to_string(r->status)));
   auto patient = ParsePatientResource(r->body, mrn_expressions_);
   if (!patient.ok())
-    return transient(BadGateway("malformed Patient from " + fhir_host + ": " + patient.status().message()));
+    return transient(
+        BadGateway("malformed Patient from " + fhir_host + ": " + patient.status().message()));
   if (patient->id != patient_id)
-    return transient(BadGateway("the Patient read at " + fhir_host + " returned another patient than asked for"));
+    return transient(BadGateway("the Patient read at " + fhir_host +
+                                " returned another patient than asked for"));
 
   AuthDecision decision;
   decision.patient = std::move(patient).value();
@@ -396,7 +445,8 @@ DecisionCache::Computed SmartAuthorizer::Compute(const AuthRequest& request) con
 
 Result<AuthDecision> SmartAuthorizer::Authorize(const AuthRequest& request) const {
   if (request.bearer_token.empty())
-    return Unauthorized("an access token is required: send Authorization: Bearer <token> from the EHR");
+    return Unauthorized(
+        "an access token is required: send Authorization: Bearer <token> from the EHR");
   // Meditech decisions depend on the patient the request names, so it is part of the key.
   std::string key = request.bearer_token;
   if (profile_ == SmartProfile::kMeditech) key += "\n" + request.patient_hint;
@@ -415,7 +465,8 @@ Result<std::string> SmartAuthorizer::SmartConfiguration() const {
   }
   auto& caps = d["capabilities"];
   // This endpoint shares the EHR's authorization (SMART Imaging Access, app launch).
-  for (const char* c : {"smart-imaging-access", "http://fhir.org/argonaut/smart-imaging/capabilities/app-launch"}) {
+  for (const char* c :
+       {"smart-imaging-access", "http://fhir.org/argonaut/smart-imaging/capabilities/app-launch"}) {
     bool present = false;
     for (auto& v : caps.GetArray()) present |= v.IsString() && std::string_view(v.GetString()) == c;
     if (!present) caps.PushBack(rapidjson::Value(c, a), a);
@@ -426,7 +477,8 @@ Result<std::string> SmartAuthorizer::SmartConfiguration() const {
   return std::string(sb.GetString(), sb.GetSize());
 }
 
-std::unique_ptr<Authorizer> MakeSmartAuthorizer(const TenantConfig& tenant, std::shared_ptr<HttpClient> http,
+std::unique_ptr<Authorizer> MakeSmartAuthorizer(const TenantConfig& tenant,
+                                                std::shared_ptr<HttpClient> http,
                                                 const Clock& clock) {
   auto a = SmartAuthorizer::Create(tenant, std::move(http), clock);
   if (!a.ok()) return std::make_unique<FailedAuthorizer>(a.status());

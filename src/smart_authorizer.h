@@ -50,7 +50,8 @@ inline constexpr const char* kImagingScopeNeeded =
 class SmartAuthorizer final : public Authorizer {
  public:
   // InvalidConfig when the tenant's client settings are unusable.
-  static Result<std::unique_ptr<SmartAuthorizer>> Create(const TenantConfig& tenant, std::shared_ptr<HttpClient> http,
+  static Result<std::unique_ptr<SmartAuthorizer>> Create(const TenantConfig& tenant,
+                                                         std::shared_ptr<HttpClient> http,
                                                          const Clock& clock);
 
   Result<AuthDecision> Authorize(const AuthRequest& request) const override;
@@ -67,8 +68,9 @@ class SmartAuthorizer final : public Authorizer {
     int64_t fetched_at = 0;
   };
 
-  SmartAuthorizer(const TenantConfig& tenant, SmartProfile profile, std::shared_ptr<HttpClient> http,
-                  const Clock& clock, std::shared_ptr<const JwsSigner> signer);
+  SmartAuthorizer(const TenantConfig& tenant, SmartProfile profile,
+                  std::shared_ptr<HttpClient> http, const Clock& clock,
+                  std::shared_ptr<const JwsSigner> signer);
 
   DecisionCache::Computed Compute(const AuthRequest& request) const;
   Result<Discovery> Discover() const;
@@ -94,15 +96,16 @@ class SmartAuthorizer final : public Authorizer {
 
   mutable std::mutex discovery_mutex_;
   mutable std::optional<Discovery> discovery_;  // guarded by discovery_mutex_
-  mutable std::mutex token_mutex_;              // held while a token is fetched: one refresh at a time
-  mutable std::string our_token_;               // guarded by token_mutex_
-  mutable int64_t our_token_refresh_at_ = 0;    // guarded by token_mutex_
+  mutable std::mutex token_mutex_;  // held while a token is fetched: one refresh at a time
+  mutable std::string our_token_;   // guarded by token_mutex_
+  mutable int64_t our_token_refresh_at_ = 0;  // guarded by token_mutex_
   mutable DecisionCache cache_;
 };
 
 // A SmartAuthorizer, or when the tenant's settings are unusable one that answers
 // every request with that configuration error.
-std::unique_ptr<Authorizer> MakeSmartAuthorizer(const TenantConfig& tenant, std::shared_ptr<HttpClient> http,
+std::unique_ptr<Authorizer> MakeSmartAuthorizer(const TenantConfig& tenant,
+                                                std::shared_ptr<HttpClient> http,
                                                 const Clock& clock);
 
 }  // namespace si

@@ -63,8 +63,10 @@ std::string Describe(const rapidjson::SchemaValidator& v, const rapidjson::Docum
   } else if (keyword == "type" && node && node->HasMember("type")) {
     os << "wrong type, expected ";
     const auto& t = (*node)["type"];
-    if (t.IsString()) os << t.GetString();
-    else for (auto& e : t.GetArray()) os << e.GetString() << " ";
+    if (t.IsString())
+      os << t.GetString();
+    else
+      for (auto& e : t.GetArray()) os << e.GetString() << " ";
   } else if (keyword == "pattern" && node && node->HasMember("pattern")) {
     os << "does not match " << (*node)["pattern"].GetString();
   } else if (keyword == "minLength") {
@@ -120,11 +122,14 @@ std::string JsonText(const rapidjson::Value& v) {
 // images.mrn expressions and the SMART client settings, checked now so that a bad
 // tenant stops start-up instead of failing requests later. Messages name the file
 // and the field; they never quote key material or secrets.
-Status ParseSmartSettings(const rapidjson::Document& doc, std::string_view origin, TenantConfig& t) {
+Status ParseSmartSettings(const rapidjson::Document& doc, std::string_view origin,
+                          TenantConfig& t) {
   const std::string where = std::string(origin) + ": at ";
   for (size_t i = 0; i < t.mrn_expressions.size(); ++i) {
     auto e = FhirPathExpression::Parse(t.mrn_expressions[i]);
-    if (!e.ok()) return InvalidConfig(where + "/images/mrn/" + std::to_string(i) + ": " + e.status().message());
+    if (!e.ok())
+      return InvalidConfig(where + "/images/mrn/" + std::to_string(i) + ": " +
+                           e.status().message());
   }
   const auto& authz = doc["authorization"];
   auto number = [&](const char* key, double& out) {
@@ -143,10 +148,13 @@ Status ParseSmartSettings(const rapidjson::Document& doc, std::string_view origi
   const auto& client = authz["client"];
   t.client_id = GetString(client, "client_id");
   t.client_secret = GetString(client, "client_secret");
-  if (t.authorization_type == "mock" || t.authorization_type == "smart-on-fhir-backend-services") return Status::Ok();
+  if (t.authorization_type == "mock" || t.authorization_type == "smart-on-fhir-backend-services")
+    return Status::Ok();
   if (t.authorization_type == "smart-on-fhir-with-meditech-bugfixes") {
     if (t.client_secret.empty())
-      return InvalidConfig(where + "/authorization/client/client_secret: the meditech profile needs a client_secret");
+      return InvalidConfig(
+          where +
+          "/authorization/client/client_secret: the meditech profile needs a client_secret");
     return Status::Ok();
   }
   if (!client.HasMember("jwkPrivate"))
@@ -162,7 +170,8 @@ Status ParseSmartSettings(const rapidjson::Document& doc, std::string_view origi
     const auto& priv = client["jwkPrivate"];
     for (const char* k : {"kty", "crv", "x", "y", "n", "e"}) {
       if (GetString(pub, k) != GetString(priv, k))
-        return InvalidConfig(where + "/authorization/client/jwk: '" + k + "' differs from jwkPrivate's: the two are not one key pair");
+        return InvalidConfig(where + "/authorization/client/jwk: '" + k +
+                             "' differs from jwkPrivate's: the two are not one key pair");
     }
   }
   return Status::Ok();
@@ -195,13 +204,14 @@ Result<TenantConfig> ParseTenant(std::string_view name, std::string_view json_te
   t.fhir_base_url = GetString(authz, "fhirBaseUrl");
   while (!t.fhir_base_url.empty() && t.fhir_base_url.back() == '/') t.fhir_base_url.pop_back();
   t.scope = GetString(authz, "scope");
-  if (authz.HasMember("disableAuthzChecks")) t.disable_authz_checks = authz["disableAuthzChecks"].GetBool();
+  if (authz.HasMember("disableAuthzChecks"))
+    t.disable_authz_checks = authz["disableAuthzChecks"].GetBool();
   if (authz.HasMember("patient")) t.patient = ParsePatient(authz["patient"]);
 
   const auto& images = doc["images"];
   t.images_type = GetString(images, "type");
   t.lookup = GetString(images, "lookup") == "studies-by-mrn" ? Lookup::kStudiesByMrn
-                                                               : Lookup::kAllStudiesOnServer;
+                                                             : Lookup::kAllStudiesOnServer;
   t.endpoint = GetString(images, "endpoint");
   t.ae = GetString(images, "ae");
   if (images.HasMember("mrn"))
@@ -233,7 +243,8 @@ Result<std::vector<TenantConfig>> LoadTenantDirectory(const std::filesystem::pat
     return InvalidConfig(dir.string() + ": config directory does not exist");
   std::vector<std::filesystem::path> files;
   for (auto& entry : std::filesystem::directory_iterator(dir, ec))
-    if (entry.is_regular_file() && entry.path().extension() == ".json") files.push_back(entry.path());
+    if (entry.is_regular_file() && entry.path().extension() == ".json")
+      files.push_back(entry.path());
   if (ec) return InvalidConfig(dir.string() + ": " + ec.message());
   std::sort(files.begin(), files.end());
   std::vector<TenantConfig> tenants;
@@ -243,7 +254,8 @@ Result<std::vector<TenantConfig>> LoadTenantDirectory(const std::filesystem::pat
     ss << in.rdbuf();
     if (!in.good() && !in.eof()) return InvalidConfig(f.string() + ": cannot read file");
     std::string stem = f.stem().string();
-    if (stem == "dyn" || stem.empty()) return InvalidConfig(f.string() + ": tenant name '" + stem + "' is reserved");
+    if (stem == "dyn" || stem.empty())
+      return InvalidConfig(f.string() + ": tenant name '" + stem + "' is reserved");
     auto t = ParseTenant(stem, ss.str(), f.string(), base_dir);
     if (!t.ok()) return t.status();
     tenants.push_back(std::move(t).value());
@@ -251,17 +263,21 @@ Result<std::vector<TenantConfig>> LoadTenantDirectory(const std::filesystem::pat
   return tenants;
 }
 
-Result<FhirPatient> ParsePatientResource(std::string_view json_text, const std::vector<std::string>& mrn_expressions) {
+Result<FhirPatient> ParsePatientResource(std::string_view json_text,
+                                         const std::vector<std::string>& mrn_expressions) {
   rapidjson::Document doc;
   doc.Parse(json_text.data(), json_text.size());
-  if (doc.HasParseError() || !doc.IsObject()) return InvalidArgument("the Patient is not a JSON object");
-  if (GetString(doc, "resourceType") != "Patient") return InvalidArgument("the resource is not a Patient");
+  if (doc.HasParseError() || !doc.IsObject())
+    return InvalidArgument("the Patient is not a JSON object");
+  if (GetString(doc, "resourceType") != "Patient")
+    return InvalidArgument("the resource is not a Patient");
   if (GetString(doc, "id").empty()) return InvalidArgument("the Patient has no id");
   if (doc.HasMember("identifier") && !doc["identifier"].IsArray())
     return InvalidArgument("the Patient's identifier is not an array");
   FhirPatient patient = ParsePatient(doc);
   std::vector<FhirPathExpression> expressions;
-  for (auto& text : mrn_expressions.empty() ? std::vector<std::string>{kDefaultMrnExpression} : mrn_expressions) {
+  for (auto& text : mrn_expressions.empty() ? std::vector<std::string>{kDefaultMrnExpression}
+                                            : mrn_expressions) {
     auto e = FhirPathExpression::Parse(text);
     if (e.ok()) expressions.push_back(std::move(e).value());
   }
@@ -276,7 +292,8 @@ std::optional<PatientIdentifier> MrnIdentifierOf(const FhirPatient& patient) {
     return PatientIdentifier{"", patient.mrn, {}, ""};
   }
   for (auto& id : patient.identifiers)
-    if (std::find(id.type_codes.begin(), id.type_codes.end(), "MR") != id.type_codes.end()) return id;
+    if (std::find(id.type_codes.begin(), id.type_codes.end(), "MR") != id.type_codes.end())
+      return id;
   if (!patient.identifiers.empty()) return patient.identifiers.front();
   return std::nullopt;
 }

@@ -45,17 +45,21 @@ struct TenantConfig {
   std::optional<FhirPatient> patient;  // mock's authorized patient
   std::string fhir_base_url;
   std::string scope;
-  std::vector<std::string> mrn_expressions;  // images.mrn (FHIRPath), checked at load against the supported subset
+  std::vector<std::string>
+      mrn_expressions;  // images.mrn (FHIRPath), checked at load against the supported subset
 
   // SMART (authorization.client and the optional timing settings)
   std::string client_id;
-  std::string client_secret;      // meditech profile only
-  std::string jwk_private_json;   // client.jwkPrivate as configured; checked at load
-  std::string jwk_alg_hint;       // client.jwk.alg, used when jwkPrivate has no alg
-  double auth_timeout_seconds = 10;     // authorization.timeoutSeconds: each EHR call
-  double decision_cache_seconds = 60;   // authorization.decisionCacheSeconds: max decision lifetime, 0 = off
-  double negative_cache_seconds = 5;    // authorization.negativeCacheSeconds: inactive / scope-less tokens
-  double discovery_cache_seconds = 600; // authorization.discoveryCacheSeconds: .well-known/smart-configuration
+  std::string client_secret;         // meditech profile only
+  std::string jwk_private_json;      // client.jwkPrivate as configured; checked at load
+  std::string jwk_alg_hint;          // client.jwk.alg, used when jwkPrivate has no alg
+  double auth_timeout_seconds = 10;  // authorization.timeoutSeconds: each EHR call
+  double decision_cache_seconds =
+      60;  // authorization.decisionCacheSeconds: max decision lifetime, 0 = off
+  double negative_cache_seconds =
+      5;  // authorization.negativeCacheSeconds: inactive / scope-less tokens
+  double discovery_cache_seconds =
+      600;  // authorization.discoveryCacheSeconds: .well-known/smart-configuration
 
   // images
   std::string images_type;  // "folder", "dicom-web", "dicom-dimse"
@@ -94,7 +98,8 @@ std::optional<PatientIdentifier> MrnIdentifierOf(const FhirPatient& patient);
 // A FHIR Patient resource (JSON text) read from an EHR, with its MRN picked by
 // `mrn_expressions` (images.mrn, else the default expression). InvalidArgument when
 // the text is not a Patient.
-Result<FhirPatient> ParsePatientResource(std::string_view json_text, const std::vector<std::string>& mrn_expressions);
+Result<FhirPatient> ParsePatientResource(std::string_view json_text,
+                                         const std::vector<std::string>& mrn_expressions);
 
 // base64url without padding, as /dyn/ paths carry tenant JSON.
 std::string Base64UrlEncode(std::string_view bytes);

@@ -36,21 +36,22 @@ class TinyServer {
           return;
         }
         ++connections_;
-        workers_.emplace_back([reply = reply_, delay = delay_, c] {  // copies: may outlive the server
-          char buf[4096];
-          std::string in;
-          for (;;) {
-            ssize_t n = ::recv(c, buf, sizeof buf, 0);
-            if (n <= 0) break;
-            in.append(buf, n);
-            while (in.find("\r\n\r\n") != std::string::npos) {
-              in.erase(0, in.find("\r\n\r\n") + 4);
-              std::this_thread::sleep_for(delay);
-              ::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
-            }
-          }
-          ::close(c);
-        });
+        workers_.emplace_back(
+            [reply = reply_, delay = delay_, c] {  // copies: may outlive the server
+              char buf[4096];
+              std::string in;
+              for (;;) {
+                ssize_t n = ::recv(c, buf, sizeof buf, 0);
+                if (n <= 0) break;
+                in.append(buf, n);
+                while (in.find("\r\n\r\n") != std::string::npos) {
+                  in.erase(0, in.find("\r\n\r\n") + 4);
+                  std::this_thread::sleep_for(delay);
+                  ::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+                }
+              }
+              ::close(c);
+            });
       }
     });
   }
@@ -75,7 +76,8 @@ class TinyServer {
   std::vector<std::thread> workers_;
 };
 
-const char* kOk = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+const char* kOk =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
 
 TEST(CurlHttpClient, ReusesConnectionsAcrossRequestsAndThreads) {
   TinyServer server(kOk);
@@ -119,7 +121,8 @@ TEST(CurlHttpClient, TimeoutsAndRefusalsAreUnavailableNamingOnlyTheHost) {
   ASSERT_FALSE(resp.ok());
   EXPECT_EQ(resp.status().code(), ErrorCode::kUnavailable);
   EXPECT_LT(took, std::chrono::milliseconds(1200));
-  EXPECT_NE(resp.status().message().find("did not answer within 300 ms"), std::string::npos) << resp.status().message();
+  EXPECT_NE(resp.status().message().find("did not answer within 300 ms"), std::string::npos)
+      << resp.status().message();
   EXPECT_EQ(resp.status().message().find("secret"), std::string::npos);
 
   int port;
@@ -135,7 +138,8 @@ TEST(CurlHttpClient, TimeoutsAndRefusalsAreUnavailableNamingOnlyTheHost) {
 }
 
 TEST(CurlHttpClient, NoRedirectsAndBoundedBodies) {
-  TinyServer redirect("HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/\r\nContent-Length: 0\r\n\r\n");
+  TinyServer redirect(
+      "HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/\r\nContent-Length: 0\r\n\r\n");
   CurlHttpClient client;
   HttpClientRequest r;
   r.url = redirect.url();

@@ -73,7 +73,8 @@ TEST(DicomWebJson, OddValuesAreLeftOutNotFatal) {
   EXPECT_EQ(a.study_date, "") << "a number is no DA";
   EXPECT_EQ(a.description, "");
   EXPECT_EQ(a.patient_id, "");
-  EXPECT_EQ(a.modalities, (std::vector<std::string>{"MR"})) << "codes not usable in FHIR are dropped";
+  EXPECT_EQ(a.modalities, (std::vector<std::string>{"MR"}))
+      << "codes not usable in FHIR are dropped";
   EXPECT_EQ(a.number_of_series, 3) << "IS as text";
   EXPECT_EQ(a.number_of_instances, 0) << "fractions are no IS";
   EXPECT_EQ(a.referring_physician, "");
@@ -84,11 +85,16 @@ TEST(DicomWebJson, OddValuesAreLeftOutNotFatal) {
 }
 
 TEST(DicomWebJson, InvalidUtf8IsSanitized) {
-  std::string json = "[{\"0020000D\":{\"vr\":\"UI\",\"Value\":[\"1.2\"]},\"00081030\":{\"vr\":\"LO\",\"Value\":[\"a\xff\xfe" "b\"]}}]";
+  std::string json =
+      "[{\"0020000D\":{\"vr\":\"UI\",\"Value\":[\"1.2\"]},\"00081030\":{\"vr\":\"LO\",\"Value\":["
+      "\"a\xff\xfe"
+      "b\"]}}]";
   auto studies = ParseStudies(json);
   ASSERT_TRUE(studies.ok());
   ASSERT_EQ(studies->size(), 1u);
-  EXPECT_EQ(studies->front().description, "a\xEF\xBF\xBD\xEF\xBF\xBD" "b");
+  EXPECT_EQ(studies->front().description,
+            "a\xEF\xBF\xBD\xEF\xBF\xBD"
+            "b");
 }
 
 TEST(DicomWebJson, NotAnArrayIsABadGateway) {
@@ -143,7 +149,8 @@ TEST(DicomWebJson, InstancesForPlans) {
   ASSERT_EQ(instances->size(), 2u);
   EXPECT_EQ((*instances)[0].patient_id, "MRN-1");
   EXPECT_EQ((*instances)[0].series_uid, "1.2.3.1");
-  EXPECT_EQ((*instances)[1].patient_id, "") << "no PatientID: PlanWado refuses it for studies-by-mrn";
+  EXPECT_EQ((*instances)[1].patient_id, "")
+      << "no PatientID: PlanWado refuses it for studies-by-mrn";
 }
 
 TEST(DicomWebJson, IncludeFieldsNameWhatTheMappingNeeds) {
@@ -156,12 +163,15 @@ TEST(DicomWebJson, IncludeFieldsNameWhatTheMappingNeeds) {
 TEST(StreamingReplacer, ReplacesAcrossPieceBoundaries) {
   const std::string from = "http://pacs:8042/dicom-web/";
   const std::string to = "https://us/t/wado/TOKEN/";
-  std::string input = "[{\"u\":\"" + from + "studies/1/bulk/7fe00010\"},{\"u\":\"" + from + "x\"}, \"http://pacs:8042/other\"]";
-  std::string expected = "[{\"u\":\"" + to + "studies/1/bulk/7fe00010\"},{\"u\":\"" + to + "x\"}, \"http://pacs:8042/other\"]";
+  std::string input = "[{\"u\":\"" + from + "studies/1/bulk/7fe00010\"},{\"u\":\"" + from +
+                      "x\"}, \"http://pacs:8042/other\"]";
+  std::string expected = "[{\"u\":\"" + to + "studies/1/bulk/7fe00010\"},{\"u\":\"" + to +
+                         "x\"}, \"http://pacs:8042/other\"]";
   for (size_t piece : {1u, 2u, 3u, 7u, 26u, 27u, 28u, 1000u}) {
     StreamingReplacer r(from, to);
     std::string out;
-    for (size_t i = 0; i < input.size(); i += piece) out += r.Feed(std::string_view(input).substr(i, piece));
+    for (size_t i = 0; i < input.size(); i += piece)
+      out += r.Feed(std::string_view(input).substr(i, piece));
     out += r.Finish();
     EXPECT_EQ(out, expected) << "piece " << piece;
   }

@@ -1,6 +1,8 @@
 // The DICOMweb source against a scripted HttpClient: the delay mode (503 with an
 // integer Retry-After), QIDO-RS queries, concurrent series queries with a bound,
 // exact patient matching, plans for PlanWado, and pass-through error mapping.
+#include "src/dicomweb_source.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,8 +10,6 @@
 #include <map>
 #include <mutex>
 #include <thread>
-
-#include "src/dicomweb_source.h"
 
 namespace si {
 namespace {
@@ -29,7 +29,9 @@ class ScriptedHttp final : public HttpClient {
   std::vector<HttpClientRequest> seen;  // guarded by mutex
   Status fail_with;                     // non-OK: every request fails so
 
-  Result<HttpClientResponse> Send(const HttpClientRequest&) override { return Internal("not used"); }
+  Result<HttpClientResponse> Send(const HttpClientRequest&) override {
+    return Internal("not used");
+  }
   Status Stream(const HttpClientRequest& request, HttpStreamHandler& handler) override {
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -37,7 +39,8 @@ class ScriptedHttp final : public HttpClient {
     }
     ++requests;
     int now = ++in_flight;
-    for (int m = max_in_flight; now > m && !max_in_flight.compare_exchange_weak(m, now);) {}
+    for (int m = max_in_flight; now > m && !max_in_flight.compare_exchange_weak(m, now);) {
+    }
     std::this_thread::sleep_for(latency);
     --in_flight;
     if (!fail_with.ok()) return fail_with;
@@ -46,16 +49,19 @@ class ScriptedHttp final : public HttpClient {
     auto it = answers.find(path);
     Answer a = it == answers.end() ? Answer{404, "", "text/plain"} : it->second;
     SI_RETURN_IF_ERROR(handler.OnHead(a.status, {{"content-type", a.content_type}}));
-    for (size_t i = 0; i < a.body.size(); i += 5) SI_RETURN_IF_ERROR(handler.OnBody(std::string_view(a.body).substr(i, 5)));
+    for (size_t i = 0; i < a.body.size(); i += 5)
+      SI_RETURN_IF_ERROR(handler.OnBody(std::string_view(a.body).substr(i, 5)));
     return Status::Ok();
   }
 };
 
 std::string Study(const std::string& uid, const std::string& patient) {
-  return R"({"0020000D":{"vr":"UI","Value":[")" + uid + R"("]},"00100020":{"vr":"LO","Value":[")" + patient + R"("]}})";
+  return R"({"0020000D":{"vr":"UI","Value":[")" + uid + R"("]},"00100020":{"vr":"LO","Value":[")" +
+         patient + R"("]}})";
 }
 std::string Series(const std::string& uid, int n) {
-  return R"({"0020000E":{"vr":"UI","Value":[")" + uid + R"("]},"00080060":{"vr":"CS","Value":["CT"]},"00201209":{"vr":"IS","Value":[)" +
+  return R"({"0020000E":{"vr":"UI","Value":[")" + uid +
+         R"("]},"00080060":{"vr":"CS","Value":["CT"]},"00201209":{"vr":"IS","Value":[)" +
          std::to_string(n) + "]}}";
 }
 
@@ -86,7 +92,9 @@ TEST(DicomWebDelay, LookupAndRetrieveAnswer503UntilTheirMoment) {
   f.settings.retrieve_until = f.clock.NowSeconds() + 60;
   f.http->answers["/studies"] = {200, "[" + Study("1.2.1", "P") + "]"};
   f.http->answers["/studies/1.2.1/series"] = {200, "[" + Series("1.2.1.1", 2) + "]"};
-  f.http->answers["/studies/1.2.1/instances"] = {200, R"([{"00080018":{"vr":"UI","Value":["1.2.1.1.1"]},"00100020":{"vr":"LO","Value":["P"]}}])"};
+  f.http->answers["/studies/1.2.1/instances"] = {
+      200,
+      R"([{"00080018":{"vr":"UI","Value":["1.2.1.1.1"]},"00100020":{"vr":"LO","Value":["P"]}}])"};
   auto source = f.Source();
 
   auto found = source.FindStudies({});
@@ -115,7 +123,8 @@ TEST(DicomWebDelay, SettingsComeFromTheTenantFile) {
   TenantConfig t;
   t.name = "delayed";
   t.endpoint = "http://orthanc:8042/dicom-web/";
-  t.source_json = R"({"authorization":{"type":"mock"},"images":{"type":"dicom-web","endpoint":"http://orthanc:8042/dicom-web/",
+  t.source_json =
+      R"({"authorization":{"type":"mock"},"images":{"type":"dicom-web","endpoint":"http://orthanc:8042/dicom-web/",
     "delay":{"lookupUntil":4833623642,"retrieveUntil":1.5},"queryConcurrency":3,"timeoutSeconds":2.5,
     "authentication":{"type":"http-basic","username":"argonaut","password":"argonaut"}}})";
   auto s = ParseDicomWebSettings(t);
@@ -127,7 +136,8 @@ TEST(DicomWebDelay, SettingsComeFromTheTenantFile) {
   EXPECT_EQ(s->query_concurrency, 3);
   EXPECT_EQ(s->timeout.count(), 2500);
 
-  t.source_json = R"({"images":{"type":"dicom-web","authentication":{"type":"bearer","token":"T0K"}}})";
+  t.source_json =
+      R"({"images":{"type":"dicom-web","authentication":{"type":"bearer","token":"T0K"}}})";
   s = ParseDicomWebSettings(t);
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->authorization, "Bearer T0K");
@@ -148,7 +158,8 @@ TEST(DicomWebSource, SeriesQueriesRunConcurrentlyWithinTheBound) {
   for (int i = 1; i <= 10; ++i) {
     std::string uid = "1.2." + std::to_string(i);
     studies += (i > 1 ? "," : "") + Study(uid, "MRN-1");
-    f.http->answers["/studies/" + uid + "/series"] = {200, "[" + Series(uid + ".1", i) + "," + Series(uid + ".2", 1) + "]"};
+    f.http->answers["/studies/" + uid + "/series"] = {
+        200, "[" + Series(uid + ".1", i) + "," + Series(uid + ".2", 1) + "]"};
   }
   f.http->answers["/studies"] = {200, studies + "]"};
   auto source = f.Source();
@@ -156,7 +167,9 @@ TEST(DicomWebSource, SeriesQueriesRunConcurrentlyWithinTheBound) {
   q.patient_id = "MRN-1";
   auto t0 = std::chrono::steady_clock::now();
   auto found = source.FindStudies(q);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   ASSERT_EQ(found->size(), 10u);
   for (auto& s : *found) {
@@ -186,8 +199,9 @@ TEST(DicomWebSource, SeriesQueriesRunConcurrentlyWithinTheBound) {
 TEST(DicomWebSource, OnlyExactPatientMatchesCount) {
   Fixture f;
   // A server's wildcard or case-blind matching must not hand us another patient's studies.
-  f.http->answers["/studies"] = {200, "[" + Study("1.2.1", "MRN-1") + "," + Study("1.2.2", "mrn-1") + "," +
-                                          Study("1.2.3", "MRN-10") + "]"};
+  f.http->answers["/studies"] = {200, "[" + Study("1.2.1", "MRN-1") + "," +
+                                          Study("1.2.2", "mrn-1") + "," + Study("1.2.3", "MRN-10") +
+                                          "]"};
   f.http->answers["/studies/1.2.1/series"] = {200, "[]"};
   auto source = f.Source();
   StudyQuery q;
@@ -210,8 +224,10 @@ TEST(DicomWebSource, PlansCarryPatientIdsAndStayInScope) {
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
   ASSERT_EQ(plan->size(), 2u) << "an instance of another series is not in scope";
   EXPECT_EQ((*plan)[1].patient_id, "OTHER") << "PlanWado refuses the whole scope for it";
-  EXPECT_EQ(source.PlanRetrieval({"1.2.5", {}, {}}).status().code(), ErrorCode::kNotFound) << "empty answer";
-  EXPECT_EQ(source.PlanRetrieval({"1.2.6", {}, {}}).status().code(), ErrorCode::kNotFound) << "upstream 404";
+  EXPECT_EQ(source.PlanRetrieval({"1.2.5", {}, {}}).status().code(), ErrorCode::kNotFound)
+      << "empty answer";
+  EXPECT_EQ(source.PlanRetrieval({"1.2.6", {}, {}}).status().code(), ErrorCode::kNotFound)
+      << "upstream 404";
   auto one = source.PlanRetrieval({"1.2.1", std::string("1.2.1.1"), std::string("1.2.1.1.1")});
   ASSERT_TRUE(one.ok());
   EXPECT_EQ(one->size(), 1u);
@@ -225,7 +241,8 @@ TEST(DicomWebSource, WithoutPatientChecksPlansOnlyShowExistence) {
   auto source = f.Source();
   EXPECT_TRUE(source.PlanRetrieval({"1.2.1", {}, {}}).ok());
   EXPECT_TRUE(source.PlanRetrieval({"1.2.1", std::string("1.2.1.1"), {}}).ok());
-  EXPECT_EQ(source.PlanRetrieval({"1.2.1", std::string("1.2.1.7"), {}}).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(source.PlanRetrieval({"1.2.1", std::string("1.2.1.7"), {}}).status().code(),
+            ErrorCode::kNotFound);
   EXPECT_EQ(source.PlanRetrieval({"1.2.2", {}, {}}).status().code(), ErrorCode::kNotFound);
   std::lock_guard<std::mutex> lock(f.http->mutex);
   for (auto& r : f.http->seen) EXPECT_EQ(r.url.find("/instances"), std::string::npos) << r.url;
@@ -238,7 +255,8 @@ TEST(DicomWebSource, UpstreamFailuresMapToClearStatuses) {
   auto r = source.FindStudies({});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().http_status(), 502);
-  EXPECT_EQ(r.status().message().find("secrets"), std::string::npos) << "upstream bodies are never passed on";
+  EXPECT_EQ(r.status().message().find("secrets"), std::string::npos)
+      << "upstream bodies are never passed on";
   f.http->answers["/studies"] = {401, ""};
   EXPECT_EQ(source.FindStudies({}).status().http_status(), 502);
   f.http->answers["/studies"] = {200, "<html>not json</html>"};
@@ -277,7 +295,8 @@ TEST(DicomWebSource, PassThroughForwardsContentTypeAndRewritesMetadataUrls) {
   const std::string ct = "multipart/related; type=\"application/dicom\"; boundary=abc";
   f.http->answers["/studies/1.2.1"] = {200, "--abc\r\n...bytes...\r\n--abc--", ct};
   f.http->answers["/studies/1.2.1/metadata"] = {
-      200, R"([{"7FE00010":{"vr":"OW","BulkDataURI":"http://pacs/dw/studies/1.2.1/series/1/instances/2/bulk/7fe00010"}}])"};
+      200,
+      R"([{"7FE00010":{"vr":"OW","BulkDataURI":"http://pacs/dw/studies/1.2.1/series/1/instances/2/bulk/7fe00010"}}])"};
   auto source = f.Source();
   PassThroughRequest req;
   req.scope.study_uid = "1.2.1";
@@ -291,14 +310,17 @@ TEST(DicomWebSource, PassThroughForwardsContentTypeAndRewritesMetadataUrls) {
   {
     std::lock_guard<std::mutex> lock(f.http->mutex);
     bool as_stored = false;
-    for (auto& [k, v] : f.http->seen.back().headers) as_stored |= k == "Accept" && v.find("transfer-syntax=*") != std::string::npos;
+    for (auto& [k, v] : f.http->seen.back().headers)
+      as_stored |= k == "Accept" && v.find("transfer-syntax=*") != std::string::npos;
     EXPECT_TRUE(as_stored) << "no Accept from the client: ask for the stored files";
   }
 
   req.suffix = "metadata";
   CollectingSink meta;
   ASSERT_TRUE(source.PassThrough(req, meta).ok());
-  EXPECT_EQ(meta.body, R"([{"7FE00010":{"vr":"OW","BulkDataURI":"https://us.example/t/wado/TOKEN/studies/1.2.1/series/1/instances/2/bulk/7fe00010"}}])");
+  EXPECT_EQ(
+      meta.body,
+      R"([{"7FE00010":{"vr":"OW","BulkDataURI":"https://us.example/t/wado/TOKEN/studies/1.2.1/series/1/instances/2/bulk/7fe00010"}}])");
 
   req.suffix = "";
   req.scope.study_uid = "1.2.7";

@@ -2,11 +2,10 @@
 // HTTP/1.1 server on loopback: head before body, bytes exactly as sent, keep-alive
 // reuse, a handler that stops, stalls (504) and refusals (503).
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -40,7 +39,9 @@ class StreamServer {
     thread_.join();
     for (auto& t : workers_) t.join();
   }
-  std::string Url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  std::string Url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
   int connections() const { return connections_; }
   static std::string Body() {
     std::string b;
@@ -74,14 +75,18 @@ class StreamServer {
       std::string out;
       if (path == "/ok") {
         std::string body = Body();
-        out = "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary=xyz\r\n"
-              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+        out =
+            "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; "
+            "boundary=xyz\r\n"
+            "Content-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body;
       } else if (path == "/empty") {
         out = "HTTP/1.1 204 No Content\r\n\r\n";
       } else if (path == "/stall") {
         out = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nab";
         ::send(c, out.data(), out.size(), MSG_NOSIGNAL);
-        for (int i = 0; i < 40 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        for (int i = 0; i < 40 && !stop_; ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
         return (void)::close(c);
       } else {
         out = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
@@ -117,7 +122,8 @@ class Recorder final : public HttpStreamHandler {
   Status OnBody(std::string_view data) override {
     if (heads == 0) body_before_head = true;
     body.append(data);
-    if (stop_after && body.size() >= stop_after) return Status(ErrorCode::kUnavailable, "client gone");
+    if (stop_after && body.size() >= stop_after)
+      return Status(ErrorCode::kUnavailable, "client gone");
     return Status::Ok();
   }
 };
@@ -146,7 +152,8 @@ TEST(DicomWebStream, HeadThenBodyExactlyAsSentOverOneKeptAliveConnection) {
   EXPECT_EQ(none.heads, 1) << "a response without a body still gets its head";
   EXPECT_EQ(none.status, 204);
   Recorder missing;
-  ASSERT_TRUE(client.Stream(Get(server.Url("/nothing")), missing).ok()) << "any HTTP status is a response";
+  ASSERT_TRUE(client.Stream(Get(server.Url("/nothing")), missing).ok())
+      << "any HTTP status is a response";
   EXPECT_EQ(missing.status, 404);
   EXPECT_EQ(server.connections(), 1) << "keep-alive: one connection for every request";
 }
@@ -171,7 +178,9 @@ TEST(DicomWebStream, StallsAre504AndRefusals503NamingOnlyTheHost) {
   Recorder r;
   auto t0 = std::chrono::steady_clock::now();
   Status s = client.Stream(Get(server.Url("/stall?secret=1"), 1000), r);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_EQ(s.code(), ErrorCode::kGatewayTimeout) << s.ToString();
   EXPECT_EQ(r.body, "ab") << "what arrived before the stall was passed on";
   EXPECT_LT(ms, 3500);
@@ -187,7 +196,8 @@ TEST(DicomWebStream, StallsAre504AndRefusals503NamingOnlyTheHost) {
   int closed_port = ntohs(a.sin_port);
   ::close(probe);  // nothing listens there now
   Recorder nobody;
-  Status refused = client.Stream(Get("http://user:pw@127.0.0.1:" + std::to_string(closed_port) + "/x?token=abc"), nobody);
+  Status refused = client.Stream(
+      Get("http://user:pw@127.0.0.1:" + std::to_string(closed_port) + "/x?token=abc"), nobody);
   EXPECT_EQ(refused.code(), ErrorCode::kUnavailable) << refused.ToString();
   EXPECT_EQ(refused.message().find("pw"), std::string::npos);
   EXPECT_EQ(refused.message().find("abc"), std::string::npos);

@@ -22,7 +22,8 @@ std::string Eval(const std::string& expr, const char* json = kPatient) {
 }
 
 TEST(FhirPath, TheSubsetRealConfigsUse) {
-  EXPECT_EQ(Eval("identifier.where(type.coding.code='MR').value"), R"(["M42"])");  // two codings: not '=' 'MR'
+  EXPECT_EQ(Eval("identifier.where(type.coding.code='MR').value"),
+            R"(["M42"])");  // two codings: not '=' 'MR'
   EXPECT_EQ(Eval("identifier.where(type.text = 'EPIC').value"), R"(["999"])");
   EXPECT_EQ(Eval("identifier[0].value"), R"(["999"])");
   EXPECT_EQ(Eval("identifier[7].value"), "[]");
@@ -32,14 +33,20 @@ TEST(FhirPath, TheSubsetRealConfigsUse) {
   EXPECT_EQ(Eval("identifier.exists()"), "[true]");
   EXPECT_EQ(Eval("telecom.exists()"), "[false]");
   EXPECT_EQ(Eval("identifier.exists(system = 'urn:mrn')"), "[true]");
-  EXPECT_EQ(Eval("identifier.where(system != 'urn:ssn').value"), R"(["M42"])");  // no system: empty, not true
-  EXPECT_EQ(Eval("identifier.where(system = 'urn:mrn' or type.text = 'EPIC').value"), R"(["999","M42"])");
+  EXPECT_EQ(Eval("identifier.where(system != 'urn:ssn').value"),
+            R"(["M42"])");  // no system: empty, not true
+  EXPECT_EQ(Eval("identifier.where(system = 'urn:mrn' or type.text = 'EPIC').value"),
+            R"(["999","M42"])");
   EXPECT_EQ(Eval("identifier.where(system = 'urn:mrn' and value = 'M42').value"), R"(["M42"])");
-  EXPECT_EQ(Eval("identifier.where((system = 'urn:x' or system = 'urn:mrn') and value != 'x').value"), R"(["M42"])");
-  EXPECT_EQ(Eval("identifier.where(type.coding.code = 'MR' and type.coding.system.exists()).value"), R"(["M42"])");
+  EXPECT_EQ(
+      Eval("identifier.where((system = 'urn:x' or system = 'urn:mrn') and value != 'x').value"),
+      R"(["M42"])");
+  EXPECT_EQ(Eval("identifier.where(type.coding.code = 'MR' and type.coding.system.exists()).value"),
+            R"(["M42"])");
   EXPECT_EQ(Eval("'it''s'").substr(0, 6), "PARSE:");
   EXPECT_EQ(Eval("'a\\'b'"), R"(["a'b"])");
-  EXPECT_EQ(Eval("active = true").substr(0, 6), "PARSE:");  // boolean literals are outside the subset
+  EXPECT_EQ(Eval("active = true").substr(0, 6),
+            "PARSE:");  // boolean literals are outside the subset
 }
 
 TEST(FhirPath, EvaluationErrorsAsFhirPathJs) {
@@ -48,19 +55,27 @@ TEST(FhirPath, EvaluationErrorsAsFhirPathJs) {
 }
 
 TEST(FhirPath, UnsupportedExpressionsAreRefusedClearly) {
-  for (const char* e : {"identifier.count()", "identifier | name", "identifier.select(value)", "%resource.id",
-                        "identifier[0].value + 'x'", "identifier.where(value > '1')", "identifier[-1]", "",
-                        "identifier.", "identifier.where(", "$this.id", "id = 'a' implies id = 'b'", "identifier[0.5]"}) {
+  for (const char* e :
+       {"identifier.count()", "identifier | name", "identifier.select(value)", "%resource.id",
+        "identifier[0].value + 'x'", "identifier.where(value > '1')", "identifier[-1]", "",
+        "identifier.", "identifier.where(", "$this.id", "id = 'a' implies id = 'b'",
+        "identifier[0.5]"}) {
     auto p = FhirPathExpression::Parse(e);
     ASSERT_FALSE(p.ok()) << e;
-    EXPECT_NE(p.status().message().find("unsupported FHIRPath"), std::string::npos) << p.status().message();
-    EXPECT_NE(p.status().message().find("supported: member paths"), std::string::npos) << p.status().message();
+    EXPECT_NE(p.status().message().find("unsupported FHIRPath"), std::string::npos)
+        << p.status().message();
+    EXPECT_NE(p.status().message().find("supported: member paths"), std::string::npos)
+        << p.status().message();
   }
-  auto t = ParseTenant("t", R"json({"authorization":{"type":"mock"},"images":{"type":"folder","path":"x",
-      "mrn":["identifier[0].value","identifier.count()"]}})json", "t.json", "/b");
+  auto t =
+      ParseTenant("t", R"json({"authorization":{"type":"mock"},"images":{"type":"folder","path":"x",
+      "mrn":["identifier[0].value","identifier.count()"]}})json",
+                  "t.json", "/b");
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(t.status().message().find("t.json: at /images/mrn/1: unsupported FHIRPath 'identifier.count()': function 'count()'"),
-            std::string::npos) << t.status().message();
+  EXPECT_NE(t.status().message().find("t.json: at /images/mrn/1: unsupported FHIRPath "
+                                      "'identifier.count()': function 'count()'"),
+            std::string::npos)
+      << t.status().message();
 }
 
 TEST(FhirPath, MrnFallsBackToTheFirstIdentifier) {
@@ -71,7 +86,8 @@ TEST(FhirPath, MrnFallsBackToTheFirstIdentifier) {
   auto d = ParsePatientResource(kPatient, {});
   EXPECT_EQ(d->mrn, "M42");
   EXPECT_EQ(MrnIdentifierOf(*d)->system, "urn:mrn");
-  auto first_wins = ParsePatientResource(kPatient, {"identifier.where(system='nope').value", "identifier[2].value", "identifier[0].value"});
+  auto first_wins = ParsePatientResource(kPatient, {"identifier.where(system='nope').value",
+                                                    "identifier[2].value", "identifier[0].value"});
   EXPECT_EQ(first_wins->mrn, "TWO-CODINGS");
   EXPECT_FALSE(ParsePatientResource(R"({"resourceType":"Observation","id":"x"})", {}).ok());
   EXPECT_FALSE(ParsePatientResource("[1,2]", {}).ok());

@@ -35,11 +35,13 @@ std::string FreshRsaJwk() {
     BN_free(b);
     return s;
   };
-  std::string jwk = std::string(R"({"kty":"RSA","alg":"RS384","kid":"r1","n":")") + get(OSSL_PKEY_PARAM_RSA_N) +
-                    R"(","e":")" + get(OSSL_PKEY_PARAM_RSA_E) + R"(","d":")" + get(OSSL_PKEY_PARAM_RSA_D) +
-                    R"(","p":")" + get(OSSL_PKEY_PARAM_RSA_FACTOR1) + R"(","q":")" + get(OSSL_PKEY_PARAM_RSA_FACTOR2) +
-                    R"(","dp":")" + get(OSSL_PKEY_PARAM_RSA_EXPONENT1) + R"(","dq":")" +
-                    get(OSSL_PKEY_PARAM_RSA_EXPONENT2) + R"(","qi":")" + get(OSSL_PKEY_PARAM_RSA_COEFFICIENT1) + R"("})";
+  std::string jwk =
+      std::string(R"({"kty":"RSA","alg":"RS384","kid":"r1","n":")") + get(OSSL_PKEY_PARAM_RSA_N) +
+      R"(","e":")" + get(OSSL_PKEY_PARAM_RSA_E) + R"(","d":")" + get(OSSL_PKEY_PARAM_RSA_D) +
+      R"(","p":")" + get(OSSL_PKEY_PARAM_RSA_FACTOR1) + R"(","q":")" +
+      get(OSSL_PKEY_PARAM_RSA_FACTOR2) + R"(","dp":")" + get(OSSL_PKEY_PARAM_RSA_EXPONENT1) +
+      R"(","dq":")" + get(OSSL_PKEY_PARAM_RSA_EXPONENT2) + R"(","qi":")" +
+      get(OSSL_PKEY_PARAM_RSA_COEFFICIENT1) + R"("})";
   EVP_PKEY_free(pkey);
   return jwk;
 }
@@ -53,8 +55,9 @@ bool Verify(const std::string& jws, const std::string& pem, bool ec) {
   if (ec) {
     if (sig->size() != 96) return false;
     ECDSA_SIG* es = ECDSA_SIG_new();
-    ECDSA_SIG_set0(es, BN_bin2bn(reinterpret_cast<const unsigned char*>(sig->data()), 48, nullptr),
-                   BN_bin2bn(reinterpret_cast<const unsigned char*>(sig->data()) + 48, 48, nullptr));
+    ECDSA_SIG_set0(
+        es, BN_bin2bn(reinterpret_cast<const unsigned char*>(sig->data()), 48, nullptr),
+        BN_bin2bn(reinterpret_cast<const unsigned char*>(sig->data()) + 48, 48, nullptr));
     unsigned char* der = nullptr;
     int n = i2d_ECDSA_SIG(es, &der);
     *sig = std::string(reinterpret_cast<char*>(der), n);
@@ -65,9 +68,10 @@ bool Verify(const std::string& jws, const std::string& pem, bool ec) {
   EVP_PKEY* pkey = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   EVP_MD_CTX* md = EVP_MD_CTX_new();
-  bool ok = EVP_DigestVerifyInit(md, nullptr, EVP_sha384(), nullptr, pkey) == 1 &&
-            EVP_DigestVerify(md, reinterpret_cast<const unsigned char*>(sig->data()), sig->size(),
-                             reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
+  bool ok =
+      EVP_DigestVerifyInit(md, nullptr, EVP_sha384(), nullptr, pkey) == 1 &&
+      EVP_DigestVerify(md, reinterpret_cast<const unsigned char*>(sig->data()), sig->size(),
+                       reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
   EVP_MD_CTX_free(md);
   EVP_PKEY_free(pkey);
   return ok;
@@ -120,22 +124,30 @@ TEST(Jws, BadKeysAreRefusedWithoutQuotingThem) {
     auto s = JwsSigner::FromJwk(c.jwk);
     ASSERT_FALSE(s.ok()) << c.jwk;
     EXPECT_NE(s.status().message().find(c.expect), std::string::npos) << s.status().message();
-    EXPECT_EQ(s.status().message().find("Pyc"), std::string::npos) << "quotes the key: " << s.status().message();
+    EXPECT_EQ(s.status().message().find("Pyc"), std::string::npos)
+        << "quotes the key: " << s.status().message();
   }
 }
 
 TEST(Jws, TenantWithBadJwkFailsNamingTheField) {
-  auto t = ParseTenant("badkey", R"({"authorization":{"type":"smart-on-fhir","fhirBaseUrl":"https://ehr/fhir",
+  auto t = ParseTenant("badkey",
+                       R"({"authorization":{"type":"smart-on-fhir","fhirBaseUrl":"https://ehr/fhir",
       "client":{"client_id":"c","jwkPrivate":{"kty":"EC","crv":"P-384","x":"AAAA","y":"AAAA","d":"AAAA"}}},
-      "images":{"type":"folder","path":"x"}})", "badkey.json", "/base");
+      "images":{"type":"folder","path":"x"}})",
+                       "badkey.json", "/base");
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(t.status().message().find("badkey.json: at /authorization/client/jwkPrivate:"), std::string::npos)
+  EXPECT_NE(t.status().message().find("badkey.json: at /authorization/client/jwkPrivate:"),
+            std::string::npos)
       << t.status().message();
-  auto no_key = ParseTenant("nokey", R"({"authorization":{"type":"smart-on-fhir","fhirBaseUrl":"https://ehr/fhir",
-      "client":{"client_id":"c"}},"images":{"type":"folder","path":"x"}})", "nokey.json", "/base");
+  auto no_key = ParseTenant(
+      "nokey", R"({"authorization":{"type":"smart-on-fhir","fhirBaseUrl":"https://ehr/fhir",
+      "client":{"client_id":"c"}},"images":{"type":"folder","path":"x"}})",
+      "nokey.json", "/base");
   ASSERT_FALSE(no_key.ok());
-  EXPECT_NE(no_key.status().message().find("/authorization/client/jwkPrivate: smart-on-fhir needs a private JWK"),
-            std::string::npos) << no_key.status().message();
+  EXPECT_NE(no_key.status().message().find(
+                "/authorization/client/jwkPrivate: smart-on-fhir needs a private JWK"),
+            std::string::npos)
+      << no_key.status().message();
 }
 
 }  // namespace

@@ -12,19 +12,23 @@ namespace si {
 namespace {
 
 TEST(SmartScopes, V1AndV2ImagingScopes) {
-  for (const char* s : {"patient/ImagingStudy.read", "patient/ImagingStudy.*", "patient/*.read", "patient/*.*",
-                        "patient/ImagingStudy.rs", "patient/ImagingStudy.r", "patient/ImagingStudy.s",
-                        "patient/*.rs", "patient/*.cruds", "patient/ImagingStudy.rs?category=x"})
+  for (const char* s :
+       {"patient/ImagingStudy.read", "patient/ImagingStudy.*", "patient/*.read", "patient/*.*",
+        "patient/ImagingStudy.rs", "patient/ImagingStudy.r", "patient/ImagingStudy.s",
+        "patient/*.rs", "patient/*.cruds", "patient/ImagingStudy.rs?category=x"})
     EXPECT_TRUE(ScopeGrantsImaging(s, SmartProfile::kStandard)) << s;
-  for (const char* s : {"patient/Observation.rs", "user/ImagingStudy.read", "system/ImagingStudy.rs", "launch/patient",
-                        "patient/ImagingStudy.write", "patient/ImagingStudy.cud", "patient/ImagingStudy.sr",
-                        "patient/ImagingStudy.", "patient/ImagingStudy", "patient/DiagnosticReport.read",
-                        "patient/ImagingStudy.read?x=1", "openid"})
+  for (const char* s :
+       {"patient/Observation.rs", "user/ImagingStudy.read", "system/ImagingStudy.rs",
+        "launch/patient", "patient/ImagingStudy.write", "patient/ImagingStudy.cud",
+        "patient/ImagingStudy.sr", "patient/ImagingStudy.", "patient/ImagingStudy",
+        "patient/DiagnosticReport.read", "patient/ImagingStudy.read?x=1", "openid"})
     EXPECT_FALSE(ScopeGrantsImaging(s, SmartProfile::kStandard)) << s;
   EXPECT_TRUE(ScopeGrantsImaging("patient/DiagnosticReport.read", SmartProfile::kEpic));
   EXPECT_TRUE(ScopeGrantsImaging("patient/DiagnosticReport.read", SmartProfile::kMeditech));
-  EXPECT_EQ(SplitScopes("  openid \t patient/*.rs\nlaunch "), (std::vector<std::string>{"openid", "patient/*.rs", "launch"}));
-  EXPECT_TRUE(ScopesGrantImaging(SplitScopes("openid patient/ImagingStudy.rs"), SmartProfile::kStandard));
+  EXPECT_EQ(SplitScopes("  openid \t patient/*.rs\nlaunch "),
+            (std::vector<std::string>{"openid", "patient/*.rs", "launch"}));
+  EXPECT_TRUE(
+      ScopesGrantImaging(SplitScopes("openid patient/ImagingStudy.rs"), SmartProfile::kStandard));
   EXPECT_FALSE(ScopesGrantImaging({}, SmartProfile::kStandard));
 }
 
@@ -102,7 +106,12 @@ TEST(DecisionCache, BoundedSize) {
   FakeClock clock(1000);
   DecisionCache cache(clock, 100);
   for (int i = 0; i < 1000; ++i)
-    cache.GetOrCompute("t" + std::to_string(i), [] { return DecisionCache::Computed{DecisionFor("p"), 2000}; }).ok();
+    cache
+        .GetOrCompute("t" + std::to_string(i),
+                      [] {
+                        return DecisionCache::Computed{DecisionFor("p"), 2000};
+                      })
+        .ok();
   EXPECT_LE(cache.size(), 100u);
 }
 
@@ -140,14 +149,20 @@ class SmartAuthorizerTest : public ::testing::Test {
     tenant.scope = "system/Patient.read";
     tenant.client_id = "facade";
     tenant.jwk_private_json = kEcJwk;
-    ehr->by_url["https://ehr/fhir/.well-known/smart-configuration"] =
-        {200, {}, R"({"token_endpoint":"https://ehr/token","introspection_endpoint":"https://ehr/introspect"})"};
-    ehr->by_url["https://ehr/token"] = {200, {}, R"({"access_token":"ours","token_type":"Bearer","expires_in":300})"};
+    ehr->by_url["https://ehr/fhir/.well-known/smart-configuration"] = {
+        200,
+        {},
+        R"({"token_endpoint":"https://ehr/token","introspection_endpoint":"https://ehr/introspect"})"};
+    ehr->by_url["https://ehr/token"] = {
+        200, {}, R"({"access_token":"ours","token_type":"Bearer","expires_in":300})"};
     Introspect(R"({"active":true,"scope":"patient/ImagingStudy.rs","patient":"p1","exp":1000100})");
-    ehr->by_url["https://ehr/fhir/Patient/p1"] = {200, {}, R"({"resourceType":"Patient","id":"p1","identifier":[
+    ehr->by_url["https://ehr/fhir/Patient/p1"] = {
+        200, {}, R"({"resourceType":"Patient","id":"p1","identifier":[
         {"type":{"coding":[{"code":"MR"}]},"system":"urn:mrn","value":"M1"}]})"};
   }
-  void Introspect(const std::string& body) { ehr->by_url["https://ehr/introspect"] = {200, {}, body}; }
+  void Introspect(const std::string& body) {
+    ehr->by_url["https://ehr/introspect"] = {200, {}, body};
+  }
   std::unique_ptr<SmartAuthorizer> Make() {
     auto a = SmartAuthorizer::Create(tenant, ehr, clock);
     EXPECT_TRUE(a.ok()) << a.status().ToString();
@@ -175,7 +190,8 @@ TEST_F(SmartAuthorizerTest, FlowAndCaching) {
   bool bearer = false;
   for (auto& [k, v] : intro->headers) bearer |= k == "Authorization" && v == "Bearer ours";
   EXPECT_TRUE(bearer);
-  // Cached: no second introspection, until the token's exp (100 s, before the 60 s max? no: 60 s wins).
+  // Cached: no second introspection, until the token's exp (100 s, before the 60 s max? no: 60 s
+  // wins).
   a->Authorize({"app-token", ""}).ok();
   EXPECT_EQ(ehr->Count("https://ehr/introspect"), 1);
   clock.Advance(60);
@@ -219,8 +235,10 @@ TEST_F(SmartAuthorizerTest, FailuresMapToStatuses) {
   ehr->by_url.erase("https://ehr/introspect");
   auto down = a->Authorize({"down", ""});
   EXPECT_EQ(down.status().code(), ErrorCode::kUnavailable);
-  EXPECT_EQ(down.status().message().find("down"), std::string::npos) << "no token in: " << down.status().message();
-  ehr->by_url["https://ehr/token"] = {400, {}, R"({"error":"invalid_client","error_description":"x"})"};
+  EXPECT_EQ(down.status().message().find("down"), std::string::npos)
+      << "no token in: " << down.status().message();
+  ehr->by_url["https://ehr/token"] = {
+      400, {}, R"({"error":"invalid_client","error_description":"x"})"};
   clock.Advance(1000);
   Introspect(R"({"active":true,"scope":"patient/*.rs","patient":"p1"})");
   auto refused = a->Authorize({"creds", ""});
@@ -230,22 +248,30 @@ TEST_F(SmartAuthorizerTest, FailuresMapToStatuses) {
 
 TEST_F(SmartAuthorizerTest, EpicAndMeditechProfiles) {
   tenant.authorization_type = "smart-on-fhir-with-epic-bugfixes";
-  ehr->by_url["https://ehr/fhir/.well-known/smart-configuration"] = {200, {}, R"({"token_endpoint":"https://ehr/oauth2/token"})"};
-  ehr->by_url["https://ehr/oauth2/token"] = {200, {}, R"({"access_token":"ours","expires_in":300})"};
-  ehr->by_url["https://ehr/oauth2/introspect"] =
-      {200, {}, R"({"active":true,"scope":"patient/DiagnosticReport.read","sub":"https://ehr/fhir/Patient/p1"})"};
+  ehr->by_url["https://ehr/fhir/.well-known/smart-configuration"] = {
+      200, {}, R"({"token_endpoint":"https://ehr/oauth2/token"})"};
+  ehr->by_url["https://ehr/oauth2/token"] = {
+      200, {}, R"({"access_token":"ours","expires_in":300})"};
+  ehr->by_url["https://ehr/oauth2/introspect"] = {
+      200,
+      {},
+      R"({"active":true,"scope":"patient/DiagnosticReport.read","sub":"https://ehr/fhir/Patient/p1"})"};
   auto epic = Make();
   auto d = epic->Authorize({"t", ""});
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   EXPECT_EQ(d->patient->id, "p1");
-  ehr->by_url["https://ehr/oauth2/introspect"] =
-      {200, {}, R"({"active":true,"scope":"patient/ImagingStudy.read","sub":"https://elsewhere/fhir/Patient/p1"})"};
-  EXPECT_EQ(epic->Authorize({"t2", ""}).status().code(), ErrorCode::kForbidden) << "a sub outside the FHIR base";
+  ehr->by_url["https://ehr/oauth2/introspect"] = {
+      200,
+      {},
+      R"({"active":true,"scope":"patient/ImagingStudy.read","sub":"https://elsewhere/fhir/Patient/p1"})"};
+  EXPECT_EQ(epic->Authorize({"t2", ""}).status().code(), ErrorCode::kForbidden)
+      << "a sub outside the FHIR base";
 
   tenant.authorization_type = "smart-on-fhir-with-meditech-bugfixes";
   tenant.client_secret = "s3cret";
   tenant.jwk_private_json.clear();
-  ehr->by_url["https://ehr/fhir/.well-known/smart-configuration"] = {200, {}, R"({"introspection_endpoint":"https://ehr/introspect"})"};
+  ehr->by_url["https://ehr/fhir/.well-known/smart-configuration"] = {
+      200, {}, R"({"introspection_endpoint":"https://ehr/introspect"})"};
   Introspect(R"({"active":true,"scope":"patient/ImagingStudy.read"})");
   auto meditech = Make();
   auto m = meditech->Authorize({"app", "p1"});

@@ -10,7 +10,8 @@ class TempDir {
  public:
   explicit TempDir(const std::string& tag) {
     std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("si-" + tag + "-" + std::to_string(rd()) + std::to_string(rd()));
+    path_ = std::filesystem::temp_directory_path() /
+            ("si-" + tag + "-" + std::to_string(rd()) + std::to_string(rd()));
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {
