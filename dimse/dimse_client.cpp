@@ -98,19 +98,28 @@ class FindScu : public DcmSCU {
   }
 };
 
+// Configures, negotiates one Study Root model and finds its presentation context.
+// Storage contexts (C-GET) are added by the caller before.
+Result<T_ASC_PresentationContextID> Open(DcmSCU& scu, const DimsePeer& p, const char* op,
+                                         const char* model) {
+  SI_RETURN_IF_ERROR(Connect(scu, p, op));
+  T_ASC_PresentationContextID pc = scu.findPresentationContextID(model, "");
+  if (pc == 0) {
+    Release(scu);
+    return Status(ErrorCode::kBadGateway,
+                  std::string(op) + ": " + Where(p) + " does not support Study Root " + op);
+  }
+  return pc;
+}
+
 Result<std::vector<std::unique_ptr<DcmDataset>>> RunFind(const DimsePeer& p, DcmDataset& keys) {
   FindScu scu;
   Configure(scu, p);
   scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel,
                              List(kQueryTransferSyntaxes, 2));
-  SI_RETURN_IF_ERROR(Connect(scu, p, "C-FIND"));
-  T_ASC_PresentationContextID pc =
-      scu.findPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, "");
-  if (pc == 0) {
-    Release(scu);
-    return Status(ErrorCode::kBadGateway,
-                  "C-FIND: " + Where(p) + " does not support Study Root C-FIND");
-  }
+  auto opened = Open(scu, p, "C-FIND", UID_FINDStudyRootQueryRetrieveInformationModel);
+  if (!opened.ok()) return opened.status();
+  T_ASC_PresentationContextID pc = *opened;
   OFCondition c = scu.sendFINDRequest(pc, &keys, nullptr);
   Release(scu);
   if (c.bad()) return FromCondition(c, "C-FIND", Where(p));
@@ -372,14 +381,9 @@ Result<RetrieveOutcome> DcmtkDimseClient::Move(const DimsePeer& peer, const Retr
   Configure(scu, peer);
   scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel,
                              List(kQueryTransferSyntaxes, 2));
-  SI_RETURN_IF_ERROR(Connect(scu, peer, "C-MOVE"));
-  T_ASC_PresentationContextID pc =
-      scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
-  if (pc == 0) {
-    Release(scu);
-    return Status(ErrorCode::kBadGateway,
-                  "C-MOVE: " + Where(peer) + " does not support Study Root C-MOVE");
-  }
+  auto opened = Open(scu, peer, "C-MOVE", UID_MOVEStudyRootQueryRetrieveInformationModel);
+  if (!opened.ok()) return opened.status();
+  T_ASC_PresentationContextID pc = *opened;
   DcmDataset keys;
   RetrieveKeys(keys, scope);
   OFCondition c = scu.sendMOVERequest(pc, peer.calling_ae.c_str(), &keys, nullptr);
@@ -418,14 +422,9 @@ Result<RetrieveOutcome> DcmtkDimseClient::Get(const DimsePeer& peer, const Retri
     for (size_t i = 0; i < classes.size() && i < 120; ++i)
       scu.addPresentationContext(classes[i].c_str(), storage, ASC_SC_ROLE_SCP);
   }
-  SI_RETURN_IF_ERROR(Connect(scu, peer, "C-GET"));
-  T_ASC_PresentationContextID pc =
-      scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
-  if (pc == 0) {
-    Release(scu);
-    return Status(ErrorCode::kBadGateway,
-                  "C-GET: " + Where(peer) + " does not support Study Root C-GET");
-  }
+  auto opened = Open(scu, peer, "C-GET", UID_GETStudyRootQueryRetrieveInformationModel);
+  if (!opened.ok()) return opened.status();
+  T_ASC_PresentationContextID pc = *opened;
   DcmDataset keys;
   RetrieveKeys(keys, scope);
   OFCondition c = scu.sendCGETRequest(pc, &keys, nullptr);

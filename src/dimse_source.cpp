@@ -165,6 +165,7 @@ Result<std::vector<StoredInstance>> DimseSource::PlanRetrieval(const RetrieveSco
     s.study_uid = k.study_uid.empty() ? scope.study_uid : k.study_uid;
     s.series_uid = k.series_uid;
     s.sop_instance_uid = k.sop_uid;
+    s.sop_class_uid = k.sop_class_uid;
     s.patient_id = studies->front().patient_id;
     plan.push_back(std::move(s));  // path empty: not cached yet
   }
@@ -190,7 +191,12 @@ std::shared_ptr<DimseSource::Job> DimseSource::JoinOrStart(
   auto job = std::make_shared<Job>();
   job->scope = scope;
   job->key = ScopeKey(scope);
-  for (auto& i : plan) job->expected.insert(i.sop_instance_uid);
+  std::set<std::string> classes;
+  for (auto& i : plan) {
+    job->expected.insert(i.sop_instance_uid);
+    if (!i.sop_class_uid.empty()) classes.insert(i.sop_class_uid);
+  }
+  job->sop_classes.assign(classes.begin(), classes.end());
   jobs_[job->key] = job;
   ++retrievals_started_;
   ++active_jobs_;
@@ -212,15 +218,9 @@ void DimseSource::RunJob(std::shared_ptr<Job> job) const {
   } else if (mode_ == RetrievalMode::kMove) {
     outcome = client_.Move(peer_, job->scope, job->cancel);
   } else {
-    std::vector<std::string> classes;
-    auto keys = client_.FindInstances(peer_, job->scope);
-    if (keys.ok()) {
-      std::set<std::string> unique;
-      for (auto& k : *keys)
-        if (!k.sop_class_uid.empty()) unique.insert(k.sop_class_uid);
-      classes.assign(unique.begin(), unique.end());
-    }
-    outcome = client_.Get(peer_, job->scope, classes, *const_cast<DimseSource*>(this), job->cancel);
+    // The SOP classes the planning C-FIND reported: no second query for them.
+    outcome = client_.Get(peer_, job->scope, job->sop_classes, *const_cast<DimseSource*>(this),
+                          job->cancel);
   }
   // Everything the PACS sent was queued before its final response: let it land.
   WaitIngestIdle();

@@ -472,7 +472,8 @@ Result<std::vector<StoredInstance>> FolderIndex::FindInstances(
   std::lock_guard<std::mutex> lock(mutex_);
   sql::Statement st(
       db_,
-      "SELECT i.study_uid,i.series_uid,i.sop_uid,i.patient_id,i.transfer_syntax_uid,i.path,i.size "
+      "SELECT i.study_uid,i.series_uid,i.sop_uid,i.patient_id,i.transfer_syntax_uid,i.path,i.size,"
+      "i.sop_class_uid "
       "FROM instances i LEFT JOIN series s ON s.series_uid=i.series_uid" +
           InstanceSelection(series_uid, sop_uid));
   SI_RETURN_IF_ERROR(st.PrepareStatus());
@@ -482,7 +483,7 @@ Result<std::vector<StoredInstance>> FolderIndex::FindInstances(
   std::vector<StoredInstance> out;
   while (st.Step())
     out.push_back(StoredInstance{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4),
-                                 st.Text(5), st.Int(6)});
+                                 st.Text(5), st.Int(6), st.Text(7)});
   if (st.Failed()) return IoError(std::string("sqlite: ") + sqlite3_errmsg(db_));
   return out;
 }

@@ -41,6 +41,7 @@ struct StoredInstance {
   std::string transfer_syntax_uid;
   std::string path;
   int64_t size_bytes = 0;
+  std::string sop_class_uid;
 };
 
 class FolderIndex {
