@@ -184,6 +184,10 @@ bool HandleDicomWebRoute(const ImagingService& service, const BulkDataReader* bu
   if (n == 5 && rest[4] == "instances") level = qido::Level::kInstance;
   if (n == 7 && rest[4] == "series" && rest[6] == "instances") level = qido::Level::kInstance;
   bool is_bulk = n >= 10 && rest[4] == "series" && rest[6] == "instances" && rest[8] == "bulk";
+  if (is_bulk && n == 10 && !ParseBulkTag(rest[9])) {
+    SendWadoError(request, out, InvalidArgument("bulk data tag must be 8 hex digits"));
+    return true;
+  }
   // Sources that pass responses through answer /bulk themselves (facade.cpp).
   if (is_bulk && tenant.source && tenant.source->SupportsPassThrough()) return false;
   if (!level && !is_bulk) return false;

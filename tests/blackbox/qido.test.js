@@ -317,3 +317,38 @@ describe('QIDO-RS, metadata and bulk data over a DIMSE source (Orthanc)', { time
   });
   qidoSuite(() => c);
 });
+
+// ---- DICOMweb source (Orthanc with its DICOMweb plugin), passed through ------------------
+
+const ow = require('./lib/orthanc-web');
+
+describe('QIDO-RS, metadata and bulk data over a DICOMweb source (Orthanc)', { timeout: 240000, skip: ow.available() || false }, () => {
+  let root;
+  let orthanc;
+  let srv;
+  const c = { passThrough: true };
+  before(async () => {
+    root = server.makeTempDir('qido-dicomweb');
+    const files = await server.makeSamples(path.join(root, 'samples'), { seed: 33, scale: 0.1 });
+    const truth = h.truthOf(files);
+    orthanc = await ow.startOrthancWeb();
+    await orthanc.load(files.map((f) => f.path));
+    const configDir = path.join(root, 'config');
+    server.writeTenant(configDir, 'web', ow.dicomWebTenant(orthanc));
+    srv = await server.startServer({ configDir });
+    const { studies } = await h.searchStudies(srv, 'web', `patient=${h.KSHLERIN_MRN}`);
+    const ranked = [...studies.keys()].sort((a, b) => truth.get(b).instanceCount - truth.get(a).instanceCount);
+    c.study = truth.get(ranked[0]);
+    c.other = truth.get(ranked[1]);
+    c.address = studies.get(ranked[0]).address;
+    c.root = h.localUrl(srv, c.address);
+    c.bySop = h.filesBySop(files);
+    c.srv = srv;
+  });
+  after(async () => {
+    if (srv) await srv.stop();
+    if (orthanc) await orthanc.stop();
+    server.removeDir(root);
+  });
+  qidoSuite(() => c);
+});
