@@ -89,8 +89,12 @@ void HandleQido(const ImagingService& service, const Tenant& tenant, const HttpR
 
   const std::string root = PublicRoot(service, tenant, token);
   std::string body = "[]";
-  auto objects = InstanceObjects(service, *access, scope, root);
-  if (objects.ok()) {
+  auto objects = qido::ExcludesStudy(*query, study_uid)
+                     ? Result<std::vector<std::string>>(std::vector<std::string>{})
+                     : InstanceObjects(service, *access, scope, root);
+  if (objects.ok() && objects->empty()) {
+    // Nothing can match: "[]" without building anything.
+  } else if (objects.ok()) {
     auto built = qido::BuildResponse(*query, *objects, root);
     if (!built.ok()) return SendWadoError(request, out, built.status());
     body = std::move(built).value();

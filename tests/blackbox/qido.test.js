@@ -83,6 +83,9 @@ function qidoSuite(ctx) {
     // A path naming another study is refused as WADO refuses it.
     const r = await h.request(`${ctx().root}/studies/${otherUid}/series`, { headers: { accept: 'application/dicom+json' } });
     h.assertStatus(r, [403, 404]);
+    // A token that does not verify gets nothing at the WADO root either.
+    const bad = ctx().root.replace(/\/wado\/[^/]+/, '/wado/not-a-token');
+    h.assertStatus(await h.request(`${bad}/studies`), 403);
   });
 
   it('searchForSeries gives every series in number order, with modality and instance count', async () => {
