@@ -130,9 +130,8 @@ TEST_F(PixelServiceTest, LosslessTranscodingRoundTripsBitExact) {
       std::string back = Save("back.dcm", *bytes);
       auto stored = px_.ExtractFrames(back, {1}, "*");
       ASSERT_TRUE(stored.ok());
-      EXPECT_EQ(stored->front().transfer_syntax,
-                target == ts::kImplicitLE ? target : stored->front().transfer_syntax);
-      if (!IsNativeSyntax(target)) EXPECT_EQ(stored->front().transfer_syntax, target);
+      // The file says what it holds: "*" reports the written syntax.
+      EXPECT_EQ(stored->front().transfer_syntax, target);
       auto frames = px_.ExtractFrames(back, {1, 2, 3}, ts::kExplicitLE);
       ASSERT_TRUE(frames.ok()) << frames.status().message();
       for (int f = 1; f <= 3; ++f)
@@ -161,7 +160,6 @@ TEST_F(PixelServiceTest, NearLosslessAndBaselineStayClose) {
     max_diff = std::max(max_diff, std::abs(a - b));
   }
   EXPECT_LE(max_diff, 2);
-  EXPECT_GT(max_diff, -1);
 
   // RGB -> JPEG baseline (YBR_FULL_422) -> native: the pixels stay YBR (full
   // resolution); converted back to RGB they are close to the source.
