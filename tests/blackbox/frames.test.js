@@ -333,3 +333,62 @@ describe('WADO-RS frames, transcoding, rendered (folder source)', { timeout: 180
     assert.equal(inst.headers.get('access-control-allow-origin'), 'http://viewer.example', 'CORS');
   });
 });
+
+// The same routes over a DIMSE tenant: the instance comes from Orthanc into our cache first.
+const HAVE_ORTHANC = fs.existsSync(process.env.ORTHANC_BIN || '/usr/sbin/Orthanc');
+describe('WADO-RS frames and rendered over a DIMSE source (Orthanc, C-GET)', { timeout: 180000, skip: !HAVE_ORTHANC && 'Orthanc is not installed' }, () => {
+  const pacsLib = require('./lib/pacs');
+  let root; let pacs; let srv; let address; let studyUid;
+  const v = {};
+
+  before(async () => {
+    root = server.makeTempDir('frames-dimse');
+    const samples = path.join(root, 'samples');
+    const r = await server.runCli(['samples', '--out', samples, '--pixel-variants', PATIENT]);
+    assert.equal(r.code, 0, r.output);
+    for (const line of r.stdout.trim().split('\n')) {
+      const [name, ts, file] = line.split(' ');
+      const parts = file.split(path.sep);
+      v[name] = { name, ts, path: file, sopUid: parts.at(-1).slice(0, -4), seriesUid: parts.at(-2) };
+      studyUid = parts.at(-3);
+    }
+    const dimsePort = await server.freePort();
+    pacs = await pacsLib.startOrthanc({ facades: [{ ae: 'FACADEGET', port: dimsePort }] });
+    await pacs.load(['mono16-jpegls', 'rgb-jpeg', 'j2k'].map((n) => v[n].path));
+    const configDir = path.join(root, 'config');
+    server.writeTenant(configDir, 'pacs', pacsLib.dimseTenant({ port: pacs.port, calledAe: pacs.aeTitle, ae: 'FACADEGET', retrieval: 'c-get' }));
+    srv = await server.startServer({ configDir, dimsePort, dimseDir: path.join(root, 'dimse') });
+    const found = (await h.searchStudies(srv, 'pacs', `patient=${PATIENT}`)).studies;
+    assert.ok(found.has(studyUid), 'the PACS has the pixel study');
+    address = h.localUrl(srv, found.get(studyUid).address);
+  });
+  after(async () => {
+    if (srv) await srv.stop();
+    if (pacs) await pacs.cleanup();
+    if (root) server.removeDir(root);
+  });
+
+  const instanceUrl = (name) => `${address}/studies/${studyUid}/series/${v[name].seriesUid}/instances/${v[name].sopUid}`;
+
+  it('frames (default and *), rendered, thumbnail, transcoding and the J2K 406', async () => {
+    const client = new api.DICOMwebClient({ url: address });
+    const ids = { studyInstanceUID: studyUid, seriesInstanceUID: v['mono16-jpegls'].seriesUid, sopInstanceUID: v['mono16-jpegls'].sopUid };
+    const got = await client.retrieveInstanceFrames({ ...ids, frameNumbers: [2, 3] });
+    assert.ok(Buffer.from(got[0]).equals(mono16Frame(2)) && Buffer.from(got[1]).equals(mono16Frame(3)), 'frames 2 and 3 bit-exact from the PACS copy');
+    const star = await h.request(`${instanceUrl('mono16-jpegls')}/frames/1`, { headers: { accept: 'multipart/related; type=application/octet-stream; transfer-syntax=*' } });
+    const { parts } = parseMultipartResponse(star.headers.get('content-type'), star.body);
+    assert.equal(parseContentType(parts[0].headers['content-type']).params['transfer-syntax'], '1.2.840.10008.1.2.4.80');
+    const png = decodePng(bodyOf(await client.retrieveInstanceRendered({ ...ids, mediaTypes: [{ mediaType: 'image/png' }] })));
+    assert.equal(png.width, COLS);
+    assert.ok(new Set(png.px).size > 50, 'not blank');
+    const thumb = await h.request(`${address}/studies/${studyUid}/series/${v['rgb-jpeg'].seriesUid}/thumbnail`);
+    h.assertStatus(thumb, 200);
+    assert.deepEqual(jpegSize(thumb.body), { width: 128, height: 96 });
+    const t = await h.request(instanceUrl('mono16-jpegls'), { headers: { accept: 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.5' } });
+    h.assertStatus(t, 200);
+    const d = parseDicom(parseMultipartResponse(t.headers.get('content-type'), t.body).parts[0].body);
+    assert.equal(d.transferSyntax, '1.2.840.10008.1.2.5');
+    h.assertStatus(await h.request(`${instanceUrl('j2k')}/frames/1`), 406);
+    h.assertStatus(await h.request(`${instanceUrl('mono16-jpegls')}/frames/9`), 404);
+  });
+});
