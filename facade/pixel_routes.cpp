@@ -1,5 +1,8 @@
 #include "facade/pixel_routes.h"
 
+#include <algorithm>
+#include <map>
+
 #include "src/log.h"
 #include "src/pixel_params.h"
 #include "src/text.h"
@@ -98,15 +101,18 @@ void PixelRoutes::Handle(const HttpRequest& request, ResponseChannel& out, const
     return;
   }
 
-  auto format =
-      NegotiateFrames(request.Header("accept"), chosen.transfer_syntax_uid, frames.size());
-  if (!format.ok()) return SendWadoError(request, out, format.status());
+  // Negotiated on the delivered file's syntax: a DIMSE plan may not know it yet.
+  Result<FrameFormat> format = Internal("not negotiated");
   Result<std::vector<Frame>> extracted = Internal("not extracted");
   Status s = WithFile(tenant, chosen, [&](const StoredInstance& inst) {
-    extracted = pixels_->ExtractFrames(inst.path, frames, format->target);
+    const std::string& stored =
+        inst.transfer_syntax_uid.empty() ? chosen.transfer_syntax_uid : inst.transfer_syntax_uid;
+    format = NegotiateFrames(request.Header("accept"), stored, frames.size());
+    if (format.ok()) extracted = pixels_->ExtractFrames(inst.path, frames, format->target);
     return Status::Ok();
   });
   if (!s.ok()) return SendWadoError(request, out, s);
+  if (!format.ok()) return SendWadoError(request, out, format.status());
   if (!extracted.ok()) return SendWadoError(request, out, extracted.status());
   HeaderList h = CorsHeaders(request);
   const Frame& first = extracted->front();
@@ -138,8 +144,24 @@ void PixelRoutes::RetrieveTranscoded(const HttpRequest& request, ResponseChannel
     return SendWadoError(request, out,
                          NotImplemented("transcoding is not available in this build"));
   // Every instance must be decodable before the head goes out: a stream cut in
-  // the middle of a study would look like a shorter study.
-  for (auto& inst : plan)
+  // the middle of a study would look like a shorter study. A DIMSE plan made from
+  // C-FIND does not know the stored syntaxes: retrieving into the cache first tells.
+  std::vector<StoredInstance> known = plan;
+  if (std::any_of(known.begin(), known.end(),
+                  [](const StoredInstance& i) { return i.transfer_syntax_uid.empty(); })) {
+    std::map<std::string, std::string> syntax_of;
+    auto record = [&](const StoredInstance& inst) {
+      syntax_of[inst.sop_instance_uid] = inst.transfer_syntax_uid;
+      return Status::Ok();
+    };
+    FileVisitor<decltype(record)> recorder(record);
+    Status filled = tenant.source->Retrieve(plan, recorder);
+    if (!filled.ok()) return SendWadoError(request, out, filled);
+    for (auto& inst : known)
+      if (inst.transfer_syntax_uid.empty())
+        inst.transfer_syntax_uid = syntax_of[inst.sop_instance_uid];
+  }
+  for (auto& inst : known)
     if (inst.transfer_syntax_uid != target && !pixels_->CanDecode(inst.transfer_syntax_uid))
       return SendWadoError(
           request, out,

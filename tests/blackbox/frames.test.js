@@ -370,6 +370,19 @@ describe('WADO-RS frames and rendered over a DIMSE source (Orthanc, C-GET)', { t
 
   const instanceUrl = (name) => `${address}/studies/${studyUid}/series/${v[name].seriesUid}/instances/${v[name].sopUid}`;
 
+  it('before anything is cached: transcoding asks and the J2K refusal are decided on the real syntax', async () => {
+    // The C-FIND plan does not know the stored syntax; the answer must still be a clean 406
+    // for J2K (never a cut stream) and a transcoded instance for the others.
+    const j = await h.request(instanceUrl('j2k'), { headers: { accept: `multipart/related; type="application/dicom"; transfer-syntax=${ELE}` } });
+    h.assertStatus(j, 406);
+    assert.match(j.json.message, /cannot decode/);
+    const r = await h.request(instanceUrl('rgb-jpeg'), { headers: { accept: `multipart/related; type="application/dicom"; transfer-syntax=${ELE}` } });
+    h.assertStatus(r, 200);
+    const d = parseDicom(parseMultipartResponse(r.headers.get('content-type'), r.body).parts[0].body);
+    assert.equal(d.transferSyntax, ELE);
+    assert.equal(d.get('00280004'), 'YBR_FULL');
+  });
+
   it('frames (default and *), rendered, thumbnail, transcoding and the J2K 406', async () => {
     const client = new api.DICOMwebClient({ url: address });
     const ids = { studyInstanceUID: studyUid, seriesInstanceUID: v['mono16-jpegls'].seriesUid, sopInstanceUID: v['mono16-jpegls'].sopUid };
