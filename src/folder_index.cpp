@@ -372,7 +372,7 @@ Result<std::vector<StudyRecord>> FolderIndex::FindStudies(const StudyQuery& quer
   std::string sql =
       "SELECT "
       "study_uid,patient_id,patient_name,study_date,study_time,timezone_offset,accession_number,"
-      "study_id,description,referring_physician FROM studies WHERE 1=1";
+      "study_id,description,referring_physician,last_changed FROM studies WHERE 1=1";
   if (query.patient_id) sql += " AND patient_id=?1";
   if (query.study_instance_uid) sql += " AND study_uid=?2";
   sql += " ORDER BY study_date DESC, study_time DESC, study_uid";
@@ -394,6 +394,7 @@ Result<std::vector<StudyRecord>> FolderIndex::FindStudies(const StudyQuery& quer
     s.study_id = st.Text(7);
     s.description = st.Text(8);
     s.referring_physician = st.Text(9);
+    s.last_updated = st.Int(10);  // the last time an instance of it was indexed
     by_uid[s.study_instance_uid] = studies.size();
     studies.push_back(std::move(s));
   }

@@ -45,6 +45,10 @@ std::string QueryString(const ParamList& params) {
 
 }  // namespace
 
+bool EndpointRequiresAccessToken(const TenantConfig& tenant) {
+  return !tenant.bearer_capability && tenant.authorization_type != "mock";
+}
+
 ImagingService::ImagingService(ServiceSettings settings, const StudyTokenCodec& codec,
                                SourceFactory factory)
     : settings_(std::move(settings)), codec_(codec), factory_(std::move(factory)) {}
@@ -141,6 +145,18 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
     if (!found.ok()) return found.status();
     studies = std::move(found).value();
   }
+  if (decision->allowed_studies) {
+    // Backend Services: studies outside the client's policy do not exist for it.
+    const auto& allowed = *decision->allowed_studies;
+    std::erase_if(studies, [&](const StudyRecord& s) {
+      return std::find(allowed.begin(), allowed.end(), s.study_instance_uid) == allowed.end();
+    });
+  }
+  if (change_log_) {
+    // Before filtering, so meta.lastUpdated and _lastUpdated agree on every study.
+    Status logged = change_log_->Observe(tenant.config.key, studies);
+    if (!logged.ok()) log::Warn("search", "study change log: " + logged.message());
+  }
   std::vector<const StudyRecord*> matching;
   for (auto& s : studies)
     if (StudyMatches(*search, s, settings_.dicom_offset_seconds)) matching.push_back(&s);
@@ -163,6 +179,17 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
     else
       binding.by_patient_identifier = StudyBinding::Identifier{search->patient_identifier->system,
                                                                search->patient_identifier->value};
+    if (tenant.config.bearer_capability) {
+      // A bearer capability: it outlives neither the SMART token that authorized this
+      // search nor, when the EHR gave no exp, the longest decision reuse.
+      binding.bearer = true;
+      if (patient->mrn) binding.mrn = patient->mrn->value;
+      if (decision->expires_at > 0)
+        binding.expires_at = decision->expires_at;
+      else if (tenant.config.authorization_type != "mock")
+        binding.expires_at =
+            codec_.NowSeconds() + static_cast<int64_t>(tenant.config.decision_cache_seconds);
+    }
     auto token = codec_.Issue(binding);
     if (!token.ok()) return token.status();
     schema::StudyLinks l;
@@ -170,6 +197,7 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
     l.endpoint_address = settings_.base_url + tenant.config.url_prefix + "/wado/" + *token;
     l.endpoint_id = "wado-" + text::HexSha256(*token).substr(0, 16);
     l.contain_endpoint = !search->include_endpoint;
+    l.requires_access_token = EndpointRequiresAccessToken(tenant.config);
     l.assumed_offset_seconds = settings_.dicom_offset_seconds;
     if (!patient->fhir_id.empty()) {
       l.subject_reference = tenant.config.fhir_base_url.empty()
@@ -203,20 +231,46 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
 Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const AuthRequest& auth,
                                                  std::string_view token,
                                                  const std::string& study_uid) const {
+  // One message for every mismatch: the caller learns nothing about other tenants or studies.
+  const Status kWrongToken = Forbidden("invalid study token");
+  {
+    // A bearer capability stands alone: checked on every request (key, expiry, tenant,
+    // study), no SMART token involved, whatever Authorization header comes with it.
+    auto early = codec_.Verify(token);
+    if (early.ok() && early->bearer) {
+      if (!tenant.config.bearer_capability || early->tenant_key != tenant.config.key ||
+          early->study_uid != study_uid)
+        return kWrongToken;
+      if (!tenant.source) return tenant.source_status;
+      WadoAccess access;
+      access.tenant = &tenant;
+      access.bearer_capability = true;
+      access.binding = std::move(early).value();
+      if (tenant.config.lookup == Lookup::kStudiesByMrn) {
+        if (!access.binding.mrn) return kWrongToken;
+        access.required_patient_id = *access.binding.mrn;
+      }
+      return access;
+    }
+  }
   AuthRequest request = auth;
-  // Only the meditech profile trusts the patient a request names: here, the study token's.
+  // Only the meditech profile and Backend Services (checked against the client's
+  // policy) take the patient a request names: here, the study token's.
   if (request.patient_hint.empty() &&
-      tenant.config.authorization_type == "smart-on-fhir-with-meditech-bugfixes")
+      (tenant.config.authorization_type == "smart-on-fhir-with-meditech-bugfixes" ||
+       tenant.config.backend_services_enabled))
     if (auto b = codec_.Verify(token); b.ok() && b->by_patient_id)
       request.patient_hint = *b->by_patient_id;
   auto decision = tenant.authorizer->Authorize(request);
   if (!decision.ok()) return decision.status();
   auto binding = codec_.Verify(token);
   if (!binding.ok()) return binding.status();
-  // One message for every mismatch: the caller learns nothing about other tenants or studies.
-  const Status kWrongToken = Forbidden("invalid study token");
   if (binding->tenant_key != tenant.config.key || binding->study_uid != study_uid)
     return kWrongToken;
+  if (decision->allowed_studies &&
+      std::find(decision->allowed_studies->begin(), decision->allowed_studies->end(), study_uid) ==
+          decision->allowed_studies->end())
+    return Forbidden("this client is not authorized for this study");
   // The token's patient, checked against who the caller is now.
   std::optional<PatientIdentifier> mrn;
   if (!decision->any_patient) {
@@ -269,13 +323,19 @@ Result<std::vector<StoredInstance>> ImagingService::PlanWado(const WadoAccess& a
   auto plan = access.tenant->source->PlanRetrieval(scope);
   if (!plan.ok()) return plan.status();
   if (access.required_patient_id) {
-    for (auto& i : *plan)
-      if (i.patient_id != *access.required_patient_id) {
-        log::Warn("wado",
-                  "refused a retrieval: an instance's PatientID is not the token's patient");
-        return Forbidden(
-            "this study holds instances of another patient; it cannot be served under this token");
-      }
+    size_t foreign =
+        static_cast<size_t>(std::count_if(plan->begin(), plan->end(), [&](const StoredInstance& i) {
+          return i.patient_id != *access.required_patient_id;
+        }));
+    if (foreign > 0) {
+      // No PHI in the log: how many, and a hash that lets an operator find the study.
+      log::Warn("wado", "refused a retrieval: " + std::to_string(foreign) + " of " +
+                            std::to_string(plan->size()) +
+                            " instances carry another PatientID than the token's patient (study " +
+                            "sha256:" + text::HexSha256(scope.study_uid).substr(0, 16) + ")");
+      return Forbidden(
+          "this study holds instances of another patient; it cannot be served under this token");
+    }
   }
   return plan;
 }

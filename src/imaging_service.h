@@ -14,6 +14,7 @@
 #include "src/clock.h"
 #include "src/fhir_search.h"
 #include "src/image_source.h"
+#include "src/study_change_log.h"
 #include "src/study_token.h"
 #include "src/tenant.h"
 
@@ -45,7 +46,13 @@ struct WadoAccess {
   StudyBinding binding;
   // For studies-by-mrn tenants: every served instance must carry this PatientID.
   std::optional<std::string> required_patient_id;
+  // Reached with a bearer capability URL (no SMART token).
+  bool bearer_capability = false;
 };
+
+// What the Endpoint's requires-access-token says for a tenant: false for bearer
+// capability URLs and for mock tenants (they read no Authorization header).
+bool EndpointRequiresAccessToken(const TenantConfig& tenant);
 
 class ImagingService {
  public:
@@ -53,6 +60,11 @@ class ImagingService {
 
   // Takes the tenants loaded from the config directory.
   void AddTenant(TenantConfig config);
+
+  // Where meta.lastUpdated comes from for sources that keep no change times; set
+  // once before serving. Without one, such studies carry no meta.lastUpdated (and
+  // _lastUpdated matches none of them).
+  void SetChangeLog(std::shared_ptr<StudyChangeLog> log) { change_log_ = std::move(log); }
 
   // The tenant at a URL prefix: "name" or a /dyn/ encoded config. NotFound for an
   // unknown name; for /dyn/: NotFound when disabled, InvalidArgument when the
@@ -71,7 +83,8 @@ class ImagingService {
                                    std::string_view token, const std::string& study_uid) const;
 
   // The instances of a WADO scope, after checking that every one belongs to the
-  // token's patient (a study mixing patients is refused whole).
+  // token's patient (a study mixing patients is refused whole, logged with a count
+  // and a hash of the study UID, never a patient identifier).
   Result<std::vector<StoredInstance>> PlanWado(const WadoAccess& access,
                                                const RetrieveScope& scope) const;
 
@@ -83,6 +96,7 @@ class ImagingService {
   ServiceSettings settings_;
   const StudyTokenCodec& codec_;
   SourceFactory factory_;
+  std::shared_ptr<StudyChangeLog> change_log_;
   std::map<std::string, std::shared_ptr<const Tenant>> tenants_;
   mutable std::mutex dyn_mutex_;
   mutable std::map<std::string, std::shared_ptr<const Tenant>>

@@ -47,6 +47,10 @@ struct StudyRecord {
   int64_t number_of_series = 0;
   int64_t number_of_instances = 0;
   std::vector<SeriesRecord> series;
+  // When the study last changed, Unix seconds, if the source knows (the folder index:
+  // when it was indexed or last changed); 0 otherwise, and the service's change log
+  // fills it (first seen, or last seen with other series/instance counts).
+  int64_t last_updated = 0;
 };
 
 // Everything the folder index stores about one DICOM file.

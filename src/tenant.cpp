@@ -139,6 +139,17 @@ Status ParseSmartSettings(const rapidjson::Document& doc, std::string_view origi
   number("decisionCacheSeconds", t.decision_cache_seconds);
   number("negativeCacheSeconds", t.negative_cache_seconds);
   number("discoveryCacheSeconds", t.discovery_cache_seconds);
+  if (authz.HasMember("backendServices") && authz["backendServices"].IsObject()) {
+    t.backend_services_enabled = true;
+    for (auto& m : authz["backendServices"].GetObject()) {
+      TenantConfig::BackendClientPolicy policy;
+      for (auto& v : m.value["patients"].GetArray()) policy.patients.emplace_back(v.GetString());
+      if (m.value.HasMember("studies"))
+        for (auto& v : m.value["studies"].GetArray()) policy.studies.emplace_back(v.GetString());
+      t.backend_services[std::string(m.name.GetString(), m.name.GetStringLength())] =
+          std::move(policy);
+    }
+  }
   // A configured mock patient gets the configured MRN expressions too.
   if (t.patient && !t.mrn_expressions.empty()) {
     auto p = ParsePatientResource(JsonText(authz["patient"]), t.mrn_expressions);
@@ -207,6 +218,8 @@ Result<TenantConfig> ParseTenant(std::string_view name, std::string_view json_te
   if (authz.HasMember("disableAuthzChecks"))
     t.disable_authz_checks = authz["disableAuthzChecks"].GetBool();
   if (authz.HasMember("patient")) t.patient = ParsePatient(authz["patient"]);
+
+  t.bearer_capability = GetString(doc, "capability") == "bearer";
 
   const auto& images = doc["images"];
   t.images_type = GetString(images, "type");

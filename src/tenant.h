@@ -61,6 +61,20 @@ struct TenantConfig {
   double discovery_cache_seconds =
       600;  // authorization.discoveryCacheSeconds: .well-known/smart-configuration
 
+  // authorization.backendServices (SMART Imaging Access, Backend Services mode): the
+  // client_id of a system-scoped token -> which patients (FHIR ids) and, when
+  // `studies` is non-empty, which study UIDs it may see. Empty: system scopes refused.
+  struct BackendClientPolicy {
+    std::vector<std::string> patients;
+    std::vector<std::string> studies;  // empty: every study of the allowed patients
+  };
+  std::map<std::string, BackendClientPolicy> backend_services;
+  bool backend_services_enabled = false;
+
+  // "capability": "bearer": Endpoint addresses are bearer capability URLs that work
+  // without Authorization (requires-access-token false); default token-bound.
+  bool bearer_capability = false;
+
   // images
   std::string images_type;  // "folder", "dicom-web", "dicom-dimse"
   Lookup lookup = Lookup::kAllStudiesOnServer;
