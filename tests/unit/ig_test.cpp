@@ -1,0 +1,164 @@
+// SMART Imaging Access IG pieces that are pure or local: system scopes, bearer
+// capability tokens, _lastUpdated, the study change log, and the IG-profile
+// elements the FHIR writers emit.
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "schema/fhir_resources.h"
+#include "src/fhir_search.h"
+#include "src/smart_authorizer.h"
+#include "src/study_change_log.h"
+#include "src/study_token.h"
+
+namespace si {
+namespace {
+
+TEST(IgScopes, SystemImagingScopesAreRecognizedSeparately) {
+  for (const char* s : {"system/ImagingStudy.rs", "system/ImagingStudy.read",
+                        "system/ImagingStudy.r", "system/*.rs", "system/ImagingStudy.s"})
+    EXPECT_TRUE(ScopesGrantSystemImaging({s})) << s;
+  for (const char* s :
+       {"system/Patient.read", "system/ImagingStudy.c", "patient/ImagingStudy.rs",
+        "user/ImagingStudy.rs", "system/DiagnosticReport.read", "systemImagingStudy.rs"})
+    EXPECT_FALSE(ScopesGrantSystemImaging({s})) << s;
+  // And the patient-level check never counts a system scope.
+  EXPECT_FALSE(ScopeGrantsImaging("system/ImagingStudy.rs", SmartProfile::kStandard));
+}
+
+StudyBinding Binding() {
+  StudyBinding b;
+  b.study_uid = "1.2.3.4";
+  b.tenant_key = "t";
+  b.by_patient_id = "p1";
+  return b;
+}
+
+TEST(IgBearerCapability, KindAndMrnRoundTripAndExpiryIsNeverLaterThanAsked) {
+  FakeClock clock(1'700'000'000);
+  StudyTokenCodec codec("secret", clock, std::chrono::seconds(3600));
+  StudyBinding b = Binding();
+  b.bearer = true;
+  b.mrn = "MRN-1";
+  b.expires_at = 1'700'000'100;  // the SMART token's exp
+  auto token = codec.Issue(b);
+  ASSERT_TRUE(token.ok());
+  auto v = codec.Verify(*token);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->bearer);
+  EXPECT_EQ(v->mrn.value_or(""), "MRN-1");
+  EXPECT_EQ(v->expires_at, 1'700'000'100);
+  clock.Advance(100);
+  EXPECT_EQ(codec.Verify(*token).status().http_status(), 403);
+
+  // A later exp than the configured lifetime is cut to the lifetime.
+  StudyBinding late = Binding();
+  late.expires_at = clock.NowSeconds() + 999'999;
+  auto t2 = codec.Verify(*codec.Issue(late));
+  ASSERT_TRUE(t2.ok());
+  EXPECT_EQ(t2->expires_at, clock.NowSeconds() + 3600);
+  EXPECT_FALSE(t2->bearer) << "a token-bound study token is not a capability";
+}
+
+TEST(IgLastUpdated, ParsesPrefixesAndFiltersOnTheSecond) {
+  auto search = ParseStudySearch({{"patient", "p"}, {"_lastUpdated", "gt2023-04-17T04:00:00Z"}});
+  ASSERT_TRUE(search.ok());
+  ASSERT_EQ(search->last_updated.size(), 1u);
+  StudyRecord s;
+  s.study_instance_uid = "1.2";
+  const int64_t boundary = 1681704000;  // 2023-04-17T04:00:00Z
+  s.last_updated = boundary;
+  EXPECT_FALSE(StudyMatches(*search, s, 0)) << "gt excludes the instant itself";
+  s.last_updated = boundary + 1;
+  EXPECT_TRUE(StudyMatches(*search, s, 0));
+  s.last_updated = 0;
+  EXPECT_FALSE(StudyMatches(*search, s, 0)) << "unknown lastUpdated never matches a filter";
+  auto le = ParseStudySearch({{"patient", "p"}, {"_lastUpdated", "le2023-04-17"}});
+  ASSERT_TRUE(le.ok());
+  s.last_updated = boundary;
+  EXPECT_TRUE(StudyMatches(*le, s, 0));
+  s.last_updated = boundary + 86400;
+  EXPECT_FALSE(StudyMatches(*le, s, 0));
+  EXPECT_EQ(ParseStudySearch({{"_lastUpdated", "gtyesterday"}}).status().http_status(), 400);
+}
+
+TEST(IgChangeLog, FirstSeenThenOnlyCountChangesMoveIt) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("ig-change-log-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  FakeClock clock(1'000);
+  {
+    auto log = SqliteStudyChangeLog::Open(dir / "c.sqlite", clock);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    std::vector<StudyRecord> v(2);
+    v[0].study_instance_uid = "1.1";
+    v[0].number_of_series = 1;
+    v[0].number_of_instances = 3;
+    v[1].study_instance_uid = "1.2";
+    v[1].last_updated = 77;  // the source knows: left alone
+    ASSERT_TRUE((*log)->Observe("t", v).ok());
+    EXPECT_EQ(v[0].last_updated, 1'000);
+    EXPECT_EQ(v[1].last_updated, 77);
+  }
+  clock.Advance(50);
+  auto log = SqliteStudyChangeLog::Open(dir / "c.sqlite", clock);  // survives a restart
+  ASSERT_TRUE(log.ok());
+  std::vector<StudyRecord> again(1);
+  again[0].study_instance_uid = "1.1";
+  again[0].number_of_series = 1;
+  again[0].number_of_instances = 3;
+  ASSERT_TRUE((*log)->Observe("t", again).ok());
+  EXPECT_EQ(again[0].last_updated, 1'000) << "same counts: unchanged";
+  std::vector<StudyRecord> other_tenant = again;
+  other_tenant[0].last_updated = 0;
+  ASSERT_TRUE((*log)->Observe("u", other_tenant).ok());
+  EXPECT_EQ(other_tenant[0].last_updated, 1'050) << "tenants are separate";
+  clock.Advance(10);
+  again[0].last_updated = 0;
+  again[0].number_of_instances = 4;
+  ASSERT_TRUE((*log)->Observe("t", again).ok());
+  EXPECT_EQ(again[0].last_updated, 1'060) << "an instance arrived";
+  std::filesystem::remove_all(dir);
+}
+
+TEST(IgResources, ImagingStudyAndEndpointCarryTheProfilesElements) {
+  StudyRecord s;
+  s.study_instance_uid = "1.2.3";
+  s.accession_number = "ACC-9";
+  s.modalities = {"CT"};
+  s.number_of_series = 1;
+  s.number_of_instances = 1;
+  s.last_updated = 1681704000;
+  SeriesRecord se;
+  se.series_instance_uid = "1.2.3.1";
+  se.modality = "CT";
+  se.number_of_instances = 1;
+  s.series.push_back(se);
+  schema::StudyLinks l;
+  l.endpoint_id = "e1";
+  l.endpoint_address = "http://x/t/wado/tok";
+  l.subject_reference = "Patient/p1";
+  for (bool needs_token : {true, false}) {
+    l.requires_access_token = needs_token;
+    rapidjson::StringBuffer sb;
+    schema::JsonWriter w(sb);
+    schema::WriteImagingStudy(w, s, l);
+    rapidjson::Document d;
+    d.Parse(sb.GetString());
+    ASSERT_FALSE(d.HasParseError());
+    EXPECT_STREQ(d["meta"]["lastUpdated"].GetString(), "2023-04-17T04:00:00Z");
+    EXPECT_STREQ(d["meta"]["profile"][0].GetString(), schema::kSmartImagingStudyProfile);
+    EXPECT_STREQ(d["basedOn"][0]["identifier"]["value"].GetString(), "ACC-9");
+    const auto& e = d["contained"][0];
+    EXPECT_STREQ(e["meta"]["profile"][0].GetString(), schema::kSmartWadoEndpointProfile);
+    EXPECT_STREQ(e["extension"][0]["url"].GetString(), schema::kRequiresAccessTokenExtension);
+    EXPECT_EQ(e["extension"][0]["valueBoolean"].GetBool(), needs_token);
+    EXPECT_STREQ(e["status"].GetString(), "active");
+    EXPECT_STREQ(e["connectionType"]["code"].GetString(), "dicom-wado-rs");
+  }
+}
+
+}  // namespace
+}  // namespace si
