@@ -252,6 +252,11 @@ Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const Aut
       }
       return access;
     }
+    // At a bearer-capability tenant a request without a SMART token can only be a
+    // capability: a tampered or expired one is refused as such (403), not asked for
+    // a token it never needed.
+    if (tenant.config.bearer_capability && auth.bearer_token.empty())
+      return early.ok() ? kWrongToken : early.status();
   }
   AuthRequest request = auth;
   // Only the meditech profile and Backend Services (checked against the client's

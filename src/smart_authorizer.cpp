@@ -411,8 +411,9 @@ DecisionCache::Computed SmartAuthorizer::Compute(const AuthRequest& request) con
     // without patient context never gets here: it has no system scope.
     if (!backend_services_enabled_)
       return refused(
-          Forbidden("this tenant does not accept system scopes (no authorization.backendServices "
-                    "policy); use a patient-level token"));
+          Forbidden(std::string("this tenant does not accept system scopes (it has no "
+                                "authorization.backendServices policy): it needs the scope ") +
+                    kImagingScopeNeeded));
     auto policy = backend_services_.find(Str(in, "client_id"));
     if (policy == backend_services_.end())
       return refused(Forbidden("this client has no Backend Services access at this tenant"));
