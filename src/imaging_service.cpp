@@ -141,7 +141,20 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
   }
   if (search->study_uids.size() == 1) query.study_instance_uid = search->study_uids.front();
   if (lookup_possible) {
-    auto found = tenant.source->FindStudies(query);
+    Result<std::vector<StudyRecord>> found = Status(ErrorCode::kInternal, "not searched");
+    if (tenant.config.slow_search_ms > 0) {
+      // Keyed by tenant, authorized patient and the query as asked: never shared
+      // across tenants or patients.
+      std::string key = tenant.config.key + "\n" + patient->fhir_id + "\n" +
+                        (patient->mrn ? patient->mrn->system + "|" + patient->mrn->value : "") +
+                        "\n" + QueryString(search->canonical) + "\n" +
+                        std::to_string(search->offset);
+      std::shared_ptr<ImageSource> source = tenant.source;
+      found = slow_searches_.Get(key, std::chrono::milliseconds(tenant.config.slow_search_ms),
+                                 [source, query] { return source->FindStudies(query); });
+    } else {
+      found = tenant.source->FindStudies(query);
+    }
     if (!found.ok()) return found.status();
     studies = std::move(found).value();
   }

@@ -14,6 +14,7 @@
 #include "src/clock.h"
 #include "src/fhir_search.h"
 #include "src/image_source.h"
+#include "src/slow_search.h"
 #include "src/study_change_log.h"
 #include "src/study_token.h"
 #include "src/tenant.h"
@@ -96,7 +97,9 @@ class ImagingService {
   ServiceSettings settings_;
   const StudyTokenCodec& codec_;
   SourceFactory factory_;
+  SystemClock system_clock_;
   std::shared_ptr<StudyChangeLog> change_log_;
+  mutable SlowSearchCache slow_searches_{system_clock_};  // images.slowSearch tenants
   std::map<std::string, std::shared_ptr<const Tenant>> tenants_;
   mutable std::mutex dyn_mutex_;
   mutable std::map<std::string, std::shared_ptr<const Tenant>>

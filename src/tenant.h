@@ -81,6 +81,9 @@ struct TenantConfig {
   std::string endpoint;
   std::string folder_path;  // absolute, for "folder"
   double rescan_seconds = 2.0;
+  // images.slowSearch (ms): a search whose source has not answered by then gets 503
+  // + Retry-After and finishes in the background for the identical retry; 0 = wait.
+  int64_t slow_search_ms = 0;
   std::string ae;
   // dicom-dimse
   std::string called_ae = "ANY-SCP";

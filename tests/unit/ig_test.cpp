@@ -5,10 +5,14 @@
 #include <rapidjson/document.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 
 #include "schema/fhir_resources.h"
 #include "src/fhir_search.h"
+#include "src/slow_search.h"
 #include "src/smart_authorizer.h"
 #include "src/study_change_log.h"
 #include "src/study_token.h"
@@ -158,6 +162,66 @@ TEST(IgResources, ImagingStudyAndEndpointCarryTheProfilesElements) {
     EXPECT_STREQ(e["status"].GetString(), "active");
     EXPECT_STREQ(e["connectionType"]["code"].GetString(), "dicom-wado-rs");
   }
+}
+
+}  // namespace
+}  // namespace si
+
+namespace si {
+namespace {
+
+// A source query the test releases by hand: no timing in the assertions.
+struct Gate {
+  std::mutex m;
+  std::condition_variable cv;
+  bool open = false;
+  int calls = 0;
+  void Open() {
+    std::lock_guard<std::mutex> l(m);
+    open = true;
+    cv.notify_all();
+  }
+};
+
+TEST(IgSlowSearch, AnswersUnavailableThenServesTheIdenticalRetryFromTheBackgroundResult) {
+  FakeClock clock(1'000);
+  SlowSearchCache cache(clock, 60);
+  auto gate = std::make_shared<Gate>();
+  auto compute = [gate](std::string uid) {
+    return [gate, uid]() -> SlowSearchCache::Studies {
+      std::unique_lock<std::mutex> l(gate->m);
+      ++gate->calls;
+      gate->cv.wait(l, [&] { return gate->open; });
+      StudyRecord s;
+      s.study_instance_uid = uid;
+      return std::vector<StudyRecord>{s};
+    };
+  };
+  auto first = cache.Get("t\np1\nq", std::chrono::milliseconds(0), compute("1.1"));
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().http_status(), 503);
+  EXPECT_EQ(first.status().retry_after_seconds(), 1);
+  // The same key while running joins it; another patient's key never sees its result.
+  auto joined = cache.Get("t\np1\nq", std::chrono::milliseconds(0), compute("unused"));
+  EXPECT_EQ(joined.status().http_status(), 503);
+  auto other = cache.Get("t\np2\nq", std::chrono::milliseconds(0), compute("2.2"));
+  EXPECT_EQ(other.status().http_status(), 503);
+  gate->Open();
+  auto retry = cache.Get("t\np1\nq", std::chrono::seconds(30), compute("unused"));
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_EQ(retry->front().study_instance_uid, "1.1");
+  auto p2 = cache.Get("t\np2\nq", std::chrono::seconds(30), compute("unused"));
+  ASSERT_TRUE(p2.ok());
+  EXPECT_EQ(p2->front().study_instance_uid, "2.2");
+  {
+    std::lock_guard<std::mutex> l(gate->m);
+    EXPECT_EQ(gate->calls, 2) << "one query per key, the retries joined it";
+  }
+  EXPECT_EQ(cache.size(), 0u) << "results are handed out once";
+  // A fast source answers within the wait: no 503 at all.
+  auto fast = cache.Get("t\np1\nq", std::chrono::seconds(30), compute("3.3"));
+  ASSERT_TRUE(fast.ok());
+  EXPECT_EQ(fast->front().study_instance_uid, "3.3");
 }
 
 }  // namespace
