@@ -395,7 +395,7 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
   h.emplace_back("Content-Type",
                  "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
   MultipartSink sink(out, boundary, h);
-  Status s = tenant.source->Retrieve(*plan, sink);
+  Status s = service_.Retrieve(*access, *plan, sink);  // re-checks arriving PatientIDs
   if (!s.ok() && !sink.started()) {
     // Nothing went out yet: say what failed (PACS down, timeout) with a real status.
     if (!out.ClientGone()) SendWadoError(request, out, s);

@@ -43,6 +43,29 @@ std::string QueryString(const ParamList& params) {
   return out;
 }
 
+// Refuses, before its first byte, an instance that does not carry the required PatientID.
+class PatientCheckingSink final : public InstanceSink {
+ public:
+  PatientCheckingSink(InstanceSink& inner, const std::string& patient_id,
+                      const std::string& study_uid)
+      : inner_(inner), patient_id_(patient_id), study_uid_(study_uid) {}
+  Status OnInstance(const StoredInstance& instance) override {
+    if (instance.patient_id != patient_id_) {
+      log::Warn("wado",
+                "stopped a retrieval: an arriving instance carries another PatientID than the "
+                "token's patient (study sha256:" +
+                    text::HexSha256(study_uid_).substr(0, 16) + ")");
+      return Forbidden("this study holds instances of another patient");
+    }
+    return inner_.OnInstance(instance);
+  }
+
+ private:
+  InstanceSink& inner_;
+  const std::string& patient_id_;
+  const std::string& study_uid_;
+};
+
 }  // namespace
 
 bool EndpointRequiresAccessToken(const TenantConfig& tenant) {
@@ -356,6 +379,13 @@ Result<std::vector<StoredInstance>> ImagingService::PlanWado(const WadoAccess& a
     }
   }
   return plan;
+}
+
+Status ImagingService::Retrieve(const WadoAccess& access, const std::vector<StoredInstance>& plan,
+                                InstanceSink& sink) const {
+  if (!access.required_patient_id) return access.tenant->source->Retrieve(plan, sink);
+  PatientCheckingSink checked(sink, *access.required_patient_id, access.binding.study_uid);
+  return access.tenant->source->Retrieve(plan, checked);
 }
 
 }  // namespace si

@@ -89,6 +89,14 @@ class ImagingService {
   Result<std::vector<StoredInstance>> PlanWado(const WadoAccess& access,
                                                const RetrieveScope& scope) const;
 
+  // Delivers a planned scope to the sink. A source that learns each instance's
+  // PatientID only when it arrives (a PACS, on a cold retrieval) is checked here
+  // again: an instance of another patient is never passed on; the delivery stops
+  // (the caller cuts the response, which never ends as a whole study) and, since
+  // the retrieval still completes into the cache, the next request is refused whole.
+  Status Retrieve(const WadoAccess& access, const std::vector<StoredInstance>& plan,
+                  InstanceSink& sink) const;
+
   const ServiceSettings& settings() const { return settings_; }
 
  private:
