@@ -57,6 +57,50 @@ async function delayingProxy(targetPort) {
   return state;
 }
 
+// An instance of P2 filed under one of P1's studies at the PACS (same Study UID): never served
+// under P1's token, the full study refused whole, the log without PHI.
+async function mixedPatientCase(t, { pacs, srv, tenant, truth, root, load }) {
+  const uid = [...truth.values()].filter((s) => s.patientId === P1_MRN).map((s) => s.studyUid).sort()[0];
+  const series = truth.get(uid).series.values().next().value;
+  const dir = path.join(root, `intruder-${tenant}`);
+  fs.mkdirSync(dir);
+  const file = path.join(dir, 'intruder.dcm');
+  fs.copyFileSync(series.instances[0].path, file);
+  const mod = spawnSync('dcmodify', ['-nb', '-gin', '-m', `(0010,0020)=${P2_MRN}`, '-m', `(0008,0018)=${uid}.999.1`, file]);
+  assert.equal(mod.status, 0, `dcmodify: ${mod.stderr}`);
+  await load(dir, file);
+  const q = spawnSync('findscu', ['-S', '-k', 'QueryRetrieveLevel=IMAGE', '-k', `StudyInstanceUID=${uid}`,
+    '-k', `SeriesInstanceUID=${series.seriesUid}`, '-k', 'SOPInstanceUID', '-aec', pacs.aeTitle, '127.0.0.1', String(pacs.port)],
+  { encoding: 'utf8' });
+  if (!`${q.stdout}${q.stderr}`.includes(`${uid}.999.1`)) {
+    t.skip(`${pacs.kind} did not file the intruder under the study (it keeps the other patient's instance apart)`);
+    return;
+  }
+  const r = await h.fhirGet(srv, tenant, `ImagingStudy?patient=${P1_MRN}&identifier=urn:oid:${uid}`);
+  h.assertStatus(r, 200);
+  const address = h.endpointOf(h.studiesOf(r.json)[0], r.json).address;
+  const fullUrl = `${h.localUrl(srv, address)}/studies/${uid}`;
+  // Cold: the PACS tells each instance's PatientID only as it arrives. The intruder is never passed
+  // on; the first response is refused or cut short (never a whole study), and once the retrieval is
+  // complete in the cache every request is refused whole before the first byte.
+  let first = null;
+  try { first = await h.request(fullUrl, { headers: { accept: h.DICOM_ACCEPT } }); } catch (_) { /* cut */ }
+  if (first && first.status === 200) {
+    assert.ok(!first.body.includes(Buffer.from(`${uid}.999.1`)), 'the intruder\'s bytes went out');
+    assert.ok(!first.body.toString('latin1').trimEnd().endsWith('--'), 'a cut response has no closing boundary');
+  } else if (first) {
+    h.assertStatus(first, 403);
+  }
+  await h.waitFor(async () => {
+    try { return (await h.request(fullUrl, { headers: { accept: h.DICOM_ACCEPT } })).status === 403; } catch (_) { return false; }
+  }, { what: 'the mixed study refused whole', timeoutMs: 30000 });
+  h.assertStatus(await h.request(`${fullUrl}/metadata`, { headers: { accept: 'application/dicom+json' } }), 403);
+  const hash = crypto.createHash('sha256').update(uid).digest('hex').slice(0, 16);
+  const logs = srv.logs();
+  assert.match(logs, new RegExp(`refused a retrieval: \\d+ of \\d+ instances .*sha256:${hash}`));
+  assert.ok(!logs.includes(P2_MRN) && !logs.includes(P1_MRN), 'no MRN in the log');
+}
+
 describe('SMART Imaging IG over a DIMSE PACS (dcmqrscp)', { timeout: 240000, skip: have ? false : 'dcmqrscp is not installed' }, () => {
   let root;
   let pacs;
@@ -180,49 +224,33 @@ describe('SMART Imaging IG over a DIMSE PACS (dcmqrscp)', { timeout: 240000, ski
     }
   });
 
-  it('a PACS study that mixes two patients\' instances is refused whole (403), logged without PHI', async (t) => {
-    const uid = studiesOfMrn(P1_MRN)[0];
-    const series = truth.get(uid).series.values().next().value;
-    const src = series.instances[0].path;
-    const dir = path.join(root, 'intruder');
-    fs.mkdirSync(dir);
-    const file = path.join(dir, 'intruder.dcm');
-    fs.copyFileSync(src, file);
-    const mod = spawnSync('dcmodify', ['-nb', '-gin', '-m', `(0010,0020)=${P2_MRN}`, '-m', `(0008,0018)=${uid}.999.1`, file]);
-    assert.equal(mod.status, 0, `dcmodify: ${mod.stderr}`);
-    await pacs.load(dir);
-    const r = await h.fhirGet(srv, 'fast', `ImagingStudy?patient=${P1_MRN}&identifier=urn:oid:${uid}`);
-    h.assertStatus(r, 200);
-    const address = h.endpointOf(h.studiesOf(r.json)[0], r.json).address;
-    const fullUrl = `${h.localUrl(srv, address)}/studies/${uid}`;
-    const q = spawnSync('findscu', ['-S', '-k', 'QueryRetrieveLevel=IMAGE', '-k', `StudyInstanceUID=${uid}`, '-k', `SeriesInstanceUID=${series.seriesUid}`, '-k', 'SOPInstanceUID',
-      '-aec', pacs.aeTitle, '127.0.0.1', String(pacs.port)], { encoding: 'utf8' });
-    if (!`${q.stdout}${q.stderr}`.includes(`${uid}.999.1`)) {
-      t.skip('the PACS did not file the intruder under the study');
-      return;
-    }
-    // Cold: the PACS tells each instance's PatientID only as it arrives. The intruder is never passed
-    // on; the first response is either refused or cut short (never a whole study), and once the
-    // retrieval is complete in the cache every request is refused whole before the first byte.
-    let first;
-    try {
-      first = await h.request(fullUrl, { headers: { accept: h.DICOM_ACCEPT } });
-    } catch (e) {
-      first = null;  // cut
-    }
-    if (first && first.status === 200) {
-      assert.ok(!first.body.includes(Buffer.from(`${uid}.999.1`)), 'the intruder\'s bytes went out');
-      assert.ok(!first.body.toString('latin1').trimEnd().endsWith('--'), 'a cut response has no closing boundary');
-    } else if (first) {
-      h.assertStatus(first, 403);
-    }
-    await h.waitFor(async () => {
-      try { return (await h.request(fullUrl, { headers: { accept: h.DICOM_ACCEPT } })).status === 403; } catch (e) { return false; }
-    }, { what: 'the mixed study refused whole', timeoutMs: 30000 });
-    h.assertStatus(await h.request(`${h.localUrl(srv, address)}/studies/${uid}/metadata`, { headers: { accept: 'application/dicom+json' } }), 403);
-    const hash = crypto.createHash('sha256').update(uid).digest('hex').slice(0, 16);
-    const logs = srv.logs();
-    assert.match(logs, new RegExp(`refused a retrieval: 1 of \\d+ instances .*sha256:${hash}`));
-    assert.ok(!logs.includes(P2_MRN) && !logs.includes(P1_MRN), 'no MRN in the log');
+  it('a PACS study that mixes two patients\' instances is refused whole (403), logged without PHI', (t) =>
+    mixedPatientCase(t, { pacs, srv, tenant: 'fast', truth, root, load: (dir) => pacs.load(dir) }));
+});
+
+const haveOrthanc = fs.existsSync(process.env.ORTHANC_BIN || '/usr/sbin/Orthanc');
+describe('SMART Imaging IG over a DIMSE PACS (Orthanc)', { timeout: 240000, skip: haveOrthanc && have ? false : 'Orthanc is not installed' }, () => {
+  let root;
+  let pacs;
+  let srv;
+  let truth;
+  before(async () => {
+    root = server.makeTempDir('ig-orthanc');
+    const files = await server.makeSamples(path.join(root, 'samples'), { seed: 1, scale: 0.1 });
+    truth = h.truthOf(files);
+    const dimsePort = await server.freePort();
+    pacs = await pacsLib.startOrthanc({ facades: [{ ae: 'IGORTH', port: dimsePort }] });
+    await pacs.load(files.filter((f) => f.patientId === P1_MRN).map((f) => f.path));
+    const configDir = path.join(root, 'config');
+    server.writeTenant(configDir, 'orthanc', pacsLib.dimseTenant({ port: pacs.port, calledAe: pacs.aeTitle, ae: 'IGORTH', retrieval: 'c-get' }));
+    srv = await server.startServer({ configDir, dimseDir: path.join(root, 'dimse'), dimsePort });
   });
+  after(async () => {
+    if (srv) await srv.stop();
+    if (pacs) await pacs.cleanup();
+    if (root) server.removeDir(root);
+  });
+
+  it('a PACS study that mixes two patients\' instances is refused whole (403), logged without PHI', (t) =>
+    mixedPatientCase(t, { pacs, srv, tenant: 'orthanc', truth, root, load: (dir, file) => pacs.load([file]) }));
 });
