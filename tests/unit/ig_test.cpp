@@ -16,6 +16,7 @@
 #include "src/smart_authorizer.h"
 #include "src/study_change_log.h"
 #include "src/study_token.h"
+#include "src/tenant.h"
 
 namespace si {
 namespace {
@@ -222,6 +223,43 @@ TEST(IgSlowSearch, AnswersUnavailableThenServesTheIdenticalRetryFromTheBackgroun
   auto fast = cache.Get("t\np1\nq", std::chrono::seconds(30), compute("3.3"));
   ASSERT_TRUE(fast.ok());
   EXPECT_EQ(fast->front().study_instance_uid, "3.3");
+}
+
+}  // namespace
+}  // namespace si
+
+namespace si {
+namespace {
+
+TEST(IgTenant, BackendServicesCapabilityAndSlowSearchSettingsLoad) {
+  const char* json = R"({"capability": "bearer",
+    "authorization": {"type": "mock", "disableAuthzChecks": true,
+      "backendServices": {"lab": {"patients": ["p1", "p2"], "studies": ["1.2.3"]}, "reg": {"patients": []}}},
+    "images": {"type": "folder", "path": "/tmp/x", "slowSearch": 250}})";
+  auto t = ParseTenant("t", json, "t.json", "/");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_TRUE(t->bearer_capability);
+  EXPECT_TRUE(t->backend_services_enabled);
+  ASSERT_EQ(t->backend_services.size(), 2u);
+  EXPECT_EQ(t->backend_services.at("lab").patients, (std::vector<std::string>{"p1", "p2"}));
+  EXPECT_EQ(t->backend_services.at("lab").studies, (std::vector<std::string>{"1.2.3"}));
+  EXPECT_TRUE(t->backend_services.at("reg").studies.empty());
+  EXPECT_EQ(t->slow_search_ms, 250);
+  auto plain = ParseTenant(
+      "t", R"({"authorization": {"type": "mock"}, "images": {"type": "folder", "path": "/x"}})",
+      "t.json", "/");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->bearer_capability);
+  EXPECT_FALSE(plain->backend_services_enabled);
+  EXPECT_EQ(plain->slow_search_ms, 0);
+  for (
+      const char* bad :
+      {R"({"capability": "open", "authorization": {"type": "mock"}, "images": {"type": "folder", "path": "/x"}})",
+       R"({"authorization": {"type": "mock", "backendServices": {"c": {"studies": []}}}, "images": {"type": "folder", "path": "/x"}})",
+       R"({"authorization": {"type": "mock"}, "images": {"type": "folder", "path": "/x", "slowSearch": 0}})"}) {
+    auto r = ParseTenant("t", bad, "t.json", "/");
+    EXPECT_FALSE(r.ok()) << bad;
+  }
 }
 
 }  // namespace
