@@ -5,7 +5,7 @@
 
 namespace si::schema {
 
-inline constexpr std::array<const char*, 4> kIndexMigrations = {
+inline constexpr std::array<const char*, 6> kIndexMigrations = {
     // 1: folder index
     R"SQL(
 CREATE TABLE files (
@@ -76,6 +76,16 @@ CREATE TABLE study_access (
   study_uid TEXT PRIMARY KEY,
   last_access INTEGER NOT NULL
 );
+)SQL",
+    // 5: reserved for the qido branch (QIDO-RS); this no-op stands in until the merge puts
+    // that migration here.
+    R"SQL(
+SELECT 1;
+)SQL",
+    // 6: IssuerOfPatientID per instance, so WADO can refuse an instance whose PatientID is
+    // the authorized MRN of another issuer
+    R"SQL(
+ALTER TABLE instances ADD COLUMN issuer_of_patient_id TEXT NOT NULL DEFAULT '';
 )SQL",
 };
 

@@ -43,18 +43,25 @@ std::string QueryString(const ParamList& params) {
   return out;
 }
 
-// Refuses, before its first byte, an instance that does not carry the required PatientID.
+// Whether an instance is not the authorized patient's: another PatientID, or another
+// IssuerOfPatientID when both the instance and the tenant carry one.
+bool ForeignInstance(const StoredInstance& i, const std::string& patient_id,
+                     const std::optional<std::string>& issuer) {
+  if (i.patient_id != patient_id) return true;
+  return issuer && !i.issuer_of_patient_id.empty() && i.issuer_of_patient_id != *issuer;
+}
+
+// Refuses, before its first byte, an instance that is not the authorized patient's.
 class PatientCheckingSink final : public InstanceSink {
  public:
-  PatientCheckingSink(InstanceSink& inner, const std::string& patient_id,
-                      const std::string& study_uid)
-      : inner_(inner), patient_id_(patient_id), study_uid_(study_uid) {}
+  PatientCheckingSink(InstanceSink& inner, const WadoAccess& access)
+      : inner_(inner), access_(access) {}
   Status OnInstance(const StoredInstance& instance) override {
-    if (instance.patient_id != patient_id_) {
+    if (ForeignInstance(instance, *access_.required_patient_id, access_.required_issuer)) {
       log::Warn("wado",
-                "stopped a retrieval: an arriving instance carries another PatientID than the "
-                "token's patient (study sha256:" +
-                    text::HexSha256(study_uid_).substr(0, 16) + ")");
+                "stopped a retrieval: an arriving instance carries another PatientID or "
+                "IssuerOfPatientID than the token's patient (study sha256:" +
+                    text::HexSha256(access_.binding.study_uid).substr(0, 16) + ")");
       return Forbidden("this study holds instances of another patient");
     }
     return inner_.OnInstance(instance);
@@ -62,8 +69,7 @@ class PatientCheckingSink final : public InstanceSink {
 
  private:
   InstanceSink& inner_;
-  const std::string& patient_id_;
-  const std::string& study_uid_;
+  const WadoAccess& access_;
 };
 
 }  // namespace
@@ -285,6 +291,8 @@ Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const Aut
       if (tenant.config.lookup == Lookup::kStudiesByMrn) {
         if (!access.binding.mrn) return kWrongToken;
         access.required_patient_id = *access.binding.mrn;
+        if (!tenant.config.issuer_of_patient_id.empty())
+          access.required_issuer = tenant.config.issuer_of_patient_id;
       }
       return access;
     }
@@ -355,6 +363,8 @@ Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const Aut
   if (tenant.config.lookup == Lookup::kStudiesByMrn) {
     if (!mrn) return kWrongToken;
     access.required_patient_id = mrn->value;
+    if (!tenant.config.issuer_of_patient_id.empty())
+      access.required_issuer = tenant.config.issuer_of_patient_id;
   }
   return access;
 }
@@ -366,14 +376,17 @@ Result<std::vector<StoredInstance>> ImagingService::PlanWado(const WadoAccess& a
   if (access.required_patient_id) {
     size_t foreign =
         static_cast<size_t>(std::count_if(plan->begin(), plan->end(), [&](const StoredInstance& i) {
-          return i.patient_id != *access.required_patient_id;
+          return ForeignInstance(i, *access.required_patient_id, access.required_issuer);
         }));
     if (foreign > 0) {
       // No PHI in the log: how many, and a hash that lets an operator find the study.
-      log::Warn("wado", "refused a retrieval: " + std::to_string(foreign) + " of " +
-                            std::to_string(plan->size()) +
-                            " instances carry another PatientID than the token's patient (study " +
-                            "sha256:" + text::HexSha256(scope.study_uid).substr(0, 16) + ")");
+      log::Warn(
+          "wado",
+          "refused a retrieval: " + std::to_string(foreign) + " of " +
+              std::to_string(plan->size()) +
+              " instances carry another PatientID (or IssuerOfPatientID) than the token's patient "
+              "(study " +
+              "sha256:" + text::HexSha256(scope.study_uid).substr(0, 16) + ")");
       return Forbidden(
           "this study holds instances of another patient; it cannot be served under this token");
     }
@@ -384,7 +397,7 @@ Result<std::vector<StoredInstance>> ImagingService::PlanWado(const WadoAccess& a
 Status ImagingService::Retrieve(const WadoAccess& access, const std::vector<StoredInstance>& plan,
                                 InstanceSink& sink) const {
   if (!access.required_patient_id) return access.tenant->source->Retrieve(plan, sink);
-  PatientCheckingSink checked(sink, *access.required_patient_id, access.binding.study_uid);
+  PatientCheckingSink checked(sink, access);
   return access.tenant->source->Retrieve(plan, checked);
 }
 

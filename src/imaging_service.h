@@ -45,8 +45,10 @@ struct ServiceSettings {
 struct WadoAccess {
   const Tenant* tenant = nullptr;
   StudyBinding binding;
-  // For studies-by-mrn tenants: every served instance must carry this PatientID.
+  // For studies-by-mrn tenants: every served instance must carry this PatientID,
+  // and, when both it and the tenant have one, this IssuerOfPatientID.
   std::optional<std::string> required_patient_id;
+  std::optional<std::string> required_issuer;
   // Reached with a bearer capability URL (no SMART token).
   bool bearer_capability = false;
 };

@@ -35,7 +35,8 @@ struct SeriesRecord {
 struct StudyRecord {
   std::string study_instance_uid;
   std::string patient_id;
-  std::string patient_name;  // PN, never logged
+  std::string issuer_of_patient_id;  // (0010,0021), may be empty
+  std::string patient_name;          // PN, never logged
   std::string study_date;
   std::string study_time;
   std::string timezone_offset;  // (0008,0201) "+HHMM" when present

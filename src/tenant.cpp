@@ -231,6 +231,7 @@ Result<TenantConfig> ParseTenant(std::string_view name, std::string_view json_te
     for (auto& m : images["mrn"].GetArray()) t.mrn_expressions.emplace_back(m.GetString());
   if (images.HasMember("rescanSeconds")) t.rescan_seconds = images["rescanSeconds"].GetDouble();
   if (images.HasMember("slowSearch")) t.slow_search_ms = images["slowSearch"].GetInt64();
+  t.issuer_of_patient_id = GetString(images, "issuerOfPatientId");
   SI_RETURN_IF_ERROR(ParseSmartSettings(doc, origin, t));
   if (!GetString(images, "calledAe").empty()) t.called_ae = GetString(images, "calledAe");
   if (!GetString(images, "retrieval").empty()) t.retrieval = GetString(images, "retrieval");

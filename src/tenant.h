@@ -84,6 +84,10 @@ struct TenantConfig {
   // images.slowSearch (ms): a search whose source has not answered by then gets 503
   // + Retry-After and finishes in the background for the identical retry; 0 = wait.
   int64_t slow_search_ms = 0;
+  // images.issuerOfPatientId: the IssuerOfPatientID (0010,0021) of this site's MRNs.
+  // An instance carrying another issuer is not the authorized patient's even when its
+  // PatientID matches; instances without one are judged by PatientID alone.
+  std::string issuer_of_patient_id;
   std::string ae;
   // dicom-dimse
   std::string called_ae = "ANY-SCP";

@@ -127,6 +127,7 @@ describe('SMART Imaging Access IG (real oidc-provider EHR, folder source)', { ti
         'ig-nobackend': smart(dir),
         'ig-bearer': smart(dir, {}, { capability: 'bearer' }),
         'ig-open': h.openFolderTenant(dir),
+        'ig-issuer': { ...smart(dir), images: { type: 'folder', path: dir, lookup: 'studies-by-mrn', issuerOfPatientId: 'HOSP_A' } },
       }),
     });
     p1Studies = [...fx.truth.values()].filter((s) => s.patientId === P1_MRN).map((s) => s.studyUid).sort();
@@ -418,6 +419,36 @@ describe('SMART Imaging Access IG (real oidc-provider EHR, folder source)', { ti
   });
 
   describe('patient-safe retrieval (last: it changes the folder)', () => {
+    it('IssuerOfPatientID: the same PatientID from another issuer is another patient when the tenant names its issuer', async () => {
+      const t = await p1Token();
+      const uid = p1Studies[0];
+      const addressAt = async (tenant) => {
+        const r = await search(tenant, `patient=${P1}&identifier=urn:oid:${uid}`, t);
+        h.assertStatus(r, 200);
+        return h.endpointOf(h.studiesOf(r.json)[0], r.json).address;
+      };
+      const strict = await addressAt('ig-issuer');
+      const plain = await addressAt('ig');
+      h.assertStatus(await wado(strict, `/studies/${uid}`, t, h.DICOM_ACCEPT), 200);
+      const src = fx.truth.get(uid).series.values().next().value.instances[0].path;
+      const tmp = path.join(fx.root, 'other-issuer.dcm');
+      fs.copyFileSync(src, tmp);
+      const r = spawnSync('dcmodify', ['-nb', '-gin', '-i', '(0010,0021)=HOSP_B', '-m', `(0008,0018)=${uid}.888.1`, tmp]);
+      assert.equal(r.status, 0, `dcmodify: ${r.stderr}`);
+      const placed = path.join(fx.samplesDir, 'other-issuer.dcm');
+      fs.renameSync(tmp, placed);
+      await h.waitFor(async () => (await wado(strict, `/studies/${uid}`, t, h.DICOM_ACCEPT)).status === 403,
+        { what: 'the other issuer\'s instance refused' });
+      h.assertStatus(await wado(strict, `/studies/${uid}/metadata`, t), 403);
+      // A tenant that names no issuer judges by PatientID alone: the same study is served.
+      const whole = await wado(plain, `/studies/${uid}`, t, h.DICOM_ACCEPT);
+      h.assertStatus(whole, 200);
+      assert.ok(whole.body.includes(Buffer.from(`${uid}.888.1`)));
+      fs.rmSync(placed);
+      await h.waitFor(async () => (await wado(strict, `/studies/${uid}`, t, h.DICOM_ACCEPT)).status === 200,
+        { what: 'the study served again' });
+    });
+
     it('a study that mixes two patients\' instances is refused whole (403), logged without PHI', async () => {
       const t = await p1Token();
       const uid = p1Studies[1];
