@@ -121,6 +121,7 @@ Result<ParsedInstance> DcmtkInstanceParser::Parse(const std::filesystem::path& f
   p.series.series_time = TextValue(ds, DCM_SeriesTime);
   p.study.study_instance_uid = TextValue(ds, DCM_StudyInstanceUID);
   p.study.patient_id = TextValue(ds, DCM_PatientID);
+  p.study.issuer_of_patient_id = TextValue(ds, DCM_IssuerOfPatientID);
   p.study.patient_name = TextValue(ds, DCM_PatientName);
   p.study.study_date = TextValue(ds, DCM_StudyDate);
   p.study.study_time = TextValue(ds, DCM_StudyTime);

@@ -48,7 +48,7 @@ Result<std::vector<std::string>> InstanceObjects(const ImagingService& service,
   auto plan = service.PlanWado(access, scope);  // existence and the patient check
   if (!plan.ok()) return plan.status();
   const ImageSource& source = *access.tenant->source;
-  if (!source.SupportsPassThrough()) return source.Metadata(scope);
+  if (!source.SupportsPassThrough()) return service.Metadata(access, scope);
   PassThroughRequest pass;
   pass.scope = scope;
   pass.suffix = "metadata";
@@ -157,7 +157,7 @@ void HandleBulk(const ImagingService& service, const BulkDataReader* reader, con
   auto plan = service.PlanWado(*access, scope);
   if (!plan.ok()) return SendWadoError(request, out, plan.status());
   PathSink delivered;  // the file, fetched into the cache first for a PACS
-  if (Status s = tenant.source->Retrieve(*plan, delivered); !s.ok())
+  if (Status s = service.Retrieve(*access, *plan, delivered); !s.ok())
     return SendWadoError(request, out, s);
   if (delivered.paths.size() != 1 || delivered.paths.front().empty())
     return SendWadoError(request, out, Status(ErrorCode::kBadGateway, "instance not delivered"));

@@ -371,7 +371,7 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     if (!accept.ok()) return SendWadoError(request, out, accept);
     auto plan = service_.PlanWado(*access, scope);  // also the patient check
     if (!plan.ok()) return SendWadoError(request, out, plan.status());
-    auto objects = tenant.source->Metadata(scope);
+    auto objects = service_.Metadata(*access, scope);
     if (!objects.ok()) return SendWadoError(request, out, objects.status());
     const std::string root =
         service_.settings().base_url + tenant.config.url_prefix + "/wado/" + rest[1] + "/";
@@ -394,7 +394,7 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
                         pixel_routes_.pixels() ? EncodableSyntaxes() : std::set<std::string>{});
   if (!format.ok()) return SendWadoError(request, out, format.status());
   if (!format->transcode_to.empty())
-    return pixel_routes_.RetrieveTranscoded(request, out, tenant, *plan, format->transcode_to,
+    return pixel_routes_.RetrieveTranscoded(request, out, *access, *plan, format->transcode_to,
                                             format->shape == RetrieveShape::kSingleDicom);
 
   HeaderList h = CorsHeaders(request);
@@ -420,7 +420,7 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
   h.emplace_back("Content-Type",
                  "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
   MultipartSink sink(out, boundary, h);
-  Status s = tenant.source->Retrieve(*plan, sink);
+  Status s = service_.Retrieve(*access, *plan, sink);  // re-checks arriving PatientIDs
   if (!s.ok() && !sink.started()) {
     // Nothing went out yet: say what failed (PACS down, timeout) with a real status.
     if (!out.ClientGone()) SendWadoError(request, out, s);

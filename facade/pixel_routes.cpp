@@ -29,9 +29,11 @@ class FileVisitor final : public InstanceSink {
 };
 
 template <typename Fn>
-Status WithFile(const Tenant& tenant, const StoredInstance& instance, Fn fn) {
+Status WithFile(const ImagingService& service, const WadoAccess& access,
+                const StoredInstance& instance, Fn fn) {
   FileVisitor<Fn> visitor(std::move(fn));
-  Status s = tenant.source->Retrieve({instance}, visitor);
+  // Through the service: an arriving instance of another patient is never handed on.
+  Status s = service.Retrieve(access, {instance}, visitor);
   if (s.ok() && !visitor.visited()) return NotFound("the instance was not delivered");
   return s;
 }
@@ -87,7 +89,7 @@ void PixelRoutes::Handle(const HttpRequest& request, ResponseChannel& out, const
                                       request.Header("accept"), thumbnail);
     if (!options.ok()) return SendWadoError(request, out, options.status());
     Result<RenderedImage> image = Internal("not rendered");
-    Status s = WithFile(tenant, chosen, [&](const StoredInstance& inst) {
+    Status s = WithFile(service_, access, chosen, [&](const StoredInstance& inst) {
       image = pixels_->Render(inst.path, render_frame, *options);
       return Status::Ok();
     });
@@ -102,7 +104,7 @@ void PixelRoutes::Handle(const HttpRequest& request, ResponseChannel& out, const
   // Negotiated on the delivered file's syntax: a DIMSE plan may not know it yet.
   Result<FrameFormat> format = Internal("not negotiated");
   Result<std::vector<Frame>> extracted = Internal("not extracted");
-  Status s = WithFile(tenant, chosen, [&](const StoredInstance& inst) {
+  Status s = WithFile(service_, access, chosen, [&](const StoredInstance& inst) {
     const std::string& stored =
         inst.transfer_syntax_uid.empty() ? chosen.transfer_syntax_uid : inst.transfer_syntax_uid;
     format = NegotiateFrames(request.Header("accept"), stored, frames.size());
@@ -136,8 +138,10 @@ void PixelRoutes::Handle(const HttpRequest& request, ResponseChannel& out, const
 }
 
 void PixelRoutes::RetrieveTranscoded(const HttpRequest& request, ResponseChannel& out,
-                                     const Tenant& tenant, const std::vector<StoredInstance>& plan,
+                                     const WadoAccess& access,
+                                     const std::vector<StoredInstance>& plan,
                                      const std::string& target, bool single) const {
+  const Tenant& tenant = *access.tenant;
   if (!pixels_)
     return SendWadoError(request, out,
                          NotImplemented("transcoding is not available in this build"));
@@ -153,7 +157,7 @@ void PixelRoutes::RetrieveTranscoded(const HttpRequest& request, ResponseChannel
       return Status::Ok();
     };
     FileVisitor<decltype(record)> recorder(record);
-    Status filled = tenant.source->Retrieve(plan, recorder);
+    Status filled = service_.Retrieve(access, plan, recorder);
     if (!filled.ok()) return SendWadoError(request, out, filled);
     for (auto& inst : known)
       if (inst.transfer_syntax_uid.empty())
@@ -217,7 +221,7 @@ void PixelRoutes::RetrieveTranscoded(const HttpRequest& request, ResponseChannel
     bool& started_;
     int& parts_;
   } writer(*pixels_, out, h, boundary, target, single, started, parts);
-  Status s = tenant.source->Retrieve(plan, writer);
+  Status s = service_.Retrieve(access, plan, writer);
   if (!s.ok() && !started) {
     if (!out.ClientGone()) SendWadoError(request, out, s);
     return;

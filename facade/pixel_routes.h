@@ -29,9 +29,9 @@ class PixelRoutes {
   // Instances (already planned and negotiated) as multipart/related or a single
   // application/dicom, each written in `target`; 406 before the head when one
   // cannot be decoded.
-  void RetrieveTranscoded(const HttpRequest& request, ResponseChannel& out, const Tenant& tenant,
-                          const std::vector<StoredInstance>& plan, const std::string& target,
-                          bool single) const;
+  void RetrieveTranscoded(const HttpRequest& request, ResponseChannel& out,
+                          const WadoAccess& access, const std::vector<StoredInstance>& plan,
+                          const std::string& target, bool single) const;
 
   const PixelService* pixels() const { return pixels_; }
 

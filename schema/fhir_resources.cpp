@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <ctime>
 
 #include "src/text.h"
 
@@ -135,10 +136,42 @@ std::string ImagingStudyId(const StudyRecord& study) {
   return study.study_instance_uid;
 }
 
-void WriteEndpoint(JsonWriter& w, const std::string& id, const std::string& address) {
+std::string FhirInstant(int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+namespace {
+void Meta(JsonWriter& w, const char* profile, int64_t last_updated) {
+  w.Key("meta");
+  w.StartObject();
+  if (last_updated > 0) Str(w, "lastUpdated", FhirInstant(last_updated));
+  w.Key("profile");
+  w.StartArray();
+  w.String(profile);
+  w.EndArray();
+  w.EndObject();
+}
+}  // namespace
+
+void WriteEndpoint(JsonWriter& w, const std::string& id, const std::string& address,
+                   bool requires_access_token) {
   w.StartObject();
   Str(w, "resourceType", "Endpoint");
   Str(w, "id", id);
+  Meta(w, kSmartWadoEndpointProfile, 0);
+  w.Key("extension");
+  w.StartArray();
+  w.StartObject();
+  Str(w, "url", kRequiresAccessTokenExtension);
+  w.Key("valueBoolean");
+  w.Bool(requires_access_token);
+  w.EndObject();
+  w.EndArray();
   Str(w, "status", "active");
   w.Key("connectionType");
   Coding(w, "http://terminology.hl7.org/CodeSystem/endpoint-connection-type", "dicom-wado-rs");
@@ -160,10 +193,11 @@ void WriteImagingStudy(JsonWriter& w, const StudyRecord& study, const StudyLinks
   w.StartObject();
   Str(w, "resourceType", "ImagingStudy");
   Str(w, "id", ImagingStudyId(study));
+  Meta(w, kSmartImagingStudyProfile, study.last_updated);
   if (links.contain_endpoint) {
     w.Key("contained");
     w.StartArray();
-    WriteEndpoint(w, links.endpoint_id, links.endpoint_address);
+    WriteEndpoint(w, links.endpoint_id, links.endpoint_address, links.requires_access_token);
     w.EndArray();
   }
   w.Key("identifier");
@@ -209,6 +243,25 @@ void WriteImagingStudy(JsonWriter& w, const StudyRecord& study, const StudyLinks
   if (auto started = FhirDateTime(study.study_date, study.study_time, study.timezone_offset,
                                   links.assumed_offset_seconds))
     Str(w, "started", *started);
+  if (!study.accession_number.empty()) {
+    // The order the study fulfils, known by its Accession Number (IG: basedOn).
+    w.Key("basedOn");
+    w.StartArray();
+    w.StartObject();
+    w.Key("identifier");
+    w.StartObject();
+    w.Key("type");
+    w.StartObject();
+    w.Key("coding");
+    w.StartArray();
+    Coding(w, "http://terminology.hl7.org/CodeSystem/v2-0203", "ACSN");
+    w.EndArray();
+    w.EndObject();
+    Str(w, "value", study.accession_number);
+    w.EndObject();
+    w.EndObject();
+    w.EndArray();
+  }
   std::string referrer = PersonNameDisplay(study.referring_physician);
   if (!referrer.empty()) {
     w.Key("referrer");
@@ -304,7 +357,8 @@ std::string SearchsetBundle(int64_t total, const std::vector<BundleLink>& links,
     w.StartObject();
     Str(w, "fullUrl", endpoint_base_url + "/Endpoint/" + study_links[i].endpoint_id);
     w.Key("resource");
-    WriteEndpoint(w, study_links[i].endpoint_id, study_links[i].endpoint_address);
+    WriteEndpoint(w, study_links[i].endpoint_id, study_links[i].endpoint_address,
+                  study_links[i].requires_access_token);
     w.Key("search");
     w.StartObject();
     Str(w, "mode", "include");
@@ -392,6 +446,10 @@ std::string CapabilityStatement(const CapabilityOptions& o) {
   Str(w, "code", "search-type");
   w.EndObject();
   w.EndArray();
+  w.Key("supportedProfile");
+  w.StartArray();
+  w.String(kSmartImagingStudyProfile);
+  w.EndArray();
   w.Key("searchInclude");
   w.StartArray();
   w.String("ImagingStudy:endpoint");
@@ -400,19 +458,29 @@ std::string CapabilityStatement(const CapabilityOptions& o) {
   w.StartArray();
   struct Param {
     const char* name;
+    const char* definition;
     const char* type;
     const char* doc;
   };
   const Param params[] = {
-      {"patient", "reference", "Patient/{id}; must be the authorized patient"},
-      {"subject", "reference", "same as patient"},
-      {"identifier", "token", "urn:oid:{StudyInstanceUID}"},
-      {"started", "date", "StudyDate/StudyTime, with FHIR prefixes"},
-      {"modality", "token", "DICOM modality code of any series"},
+      {"patient", "http://hl7.org/fhir/SearchParameter/clinical-patient", "reference",
+       "Patient/{id}; must be the authorized patient"},
+      {"identifier", "http://hl7.org/fhir/SearchParameter/clinical-identifier", "token",
+       "urn:oid:{StudyInstanceUID}"},
+      {"_lastUpdated", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "date",
+       "meta.lastUpdated: when this server first saw the study or last saw its series or "
+       "instance counts change (folders: when the files were indexed)"},
+      {"subject", "http://hl7.org/fhir/SearchParameter/ImagingStudy-subject", "reference",
+       "same as patient"},
+      {"started", "http://hl7.org/fhir/SearchParameter/ImagingStudy-started", "date",
+       "StudyDate/StudyTime, with FHIR prefixes"},
+      {"modality", "http://hl7.org/fhir/SearchParameter/ImagingStudy-modality", "token",
+       "DICOM modality code of any series"},
   };
   for (auto& p : params) {
     w.StartObject();
     Str(w, "name", p.name);
+    Str(w, "definition", p.definition);
     Str(w, "type", p.type);
     Str(w, "documentation", p.doc);
     w.EndObject();

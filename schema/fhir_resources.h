@@ -38,10 +38,25 @@ struct StudyLinks {
   std::string subject_reference;  // "Patient/123" or absolute EHR URL; empty: use identifier
   std::optional<std::pair<std::string, std::string>> subject_identifier;  // system, value
   int64_t assumed_offset_seconds = 0;
+  // The Endpoint's requires-access-token: true when the SMART token must accompany
+  // the address (token-bound), false for a bearer capability URL or an open tenant.
+  bool requires_access_token = true;
 };
 
+inline constexpr const char* kSmartImagingStudyProfile =
+    "http://fhir.org/argonaut/smart-imaging/StructureDefinition/smart-imaging-study";
+inline constexpr const char* kSmartWadoEndpointProfile =
+    "http://fhir.org/argonaut/smart-imaging/StructureDefinition/smart-wado-endpoint";
+inline constexpr const char* kRequiresAccessTokenExtension =
+    "http://fhir.org/argonaut/smart-imaging/StructureDefinition/requires-access-token";
+
+// Unix seconds as a FHIR instant, "2026-12-01T23:12:15Z".
+std::string FhirInstant(int64_t unix_seconds);
+
+// meta.lastUpdated comes from study.last_updated (omitted when 0).
 void WriteImagingStudy(JsonWriter& w, const StudyRecord& study, const StudyLinks& links);
-void WriteEndpoint(JsonWriter& w, const std::string& id, const std::string& address);
+void WriteEndpoint(JsonWriter& w, const std::string& id, const std::string& address,
+                   bool requires_access_token);
 std::string ImagingStudyId(const StudyRecord& study);
 
 struct BundleLink {

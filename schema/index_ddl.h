@@ -5,7 +5,7 @@
 
 namespace si::schema {
 
-inline constexpr std::array<const char*, 5> kIndexMigrations = {
+inline constexpr std::array<const char*, 6> kIndexMigrations = {
     // 1: folder index
     R"SQL(
 CREATE TABLE files (
@@ -81,6 +81,11 @@ CREATE TABLE study_access (
     // (a size/mtime no file has makes each one look changed)
     R"SQL(
 UPDATE files SET mtime_ns = -1;
+)SQL",
+    // 6: IssuerOfPatientID per instance, so WADO can refuse an instance whose PatientID is
+    // the authorized MRN of another issuer
+    R"SQL(
+ALTER TABLE instances ADD COLUMN issuer_of_patient_id TEXT NOT NULL DEFAULT '';
 )SQL",
 };
 

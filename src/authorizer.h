@@ -23,6 +23,11 @@ struct AuthDecision {
   bool any_patient = false;
   std::vector<std::string> scopes;
   int64_t expires_at = 0;  // 0: no expiry of its own
+  // Backend Services (a system-scoped token of a client in the tenant's policy): the
+  // patient is the one the request named, checked against the policy; when the policy
+  // lists studies, only those may be seen.
+  bool system = false;
+  std::optional<std::vector<std::string>> allowed_studies;
 };
 
 class Authorizer {

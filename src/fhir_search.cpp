@@ -152,7 +152,7 @@ Result<StudySearch> ParseStudySearch(const ParamList& params) {
         search.study_uids.push_back(v);
       }
       if (search.study_uids.empty()) search.study_uids.push_back("");  // matches nothing
-    } else if (name == "started") {
+    } else if (name == "started" || name == "_lastUpdated") {
       std::string prefix = "eq";
       std::string v = value;
       static const char* kPrefixes[] = {"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"};
@@ -163,8 +163,10 @@ Result<StudySearch> ParseStudySearch(const ParamList& params) {
           break;
         }
       auto range = ParseFhirDateRange(v, 0);
-      if (!range) return InvalidArgument("parameter 'started' has an invalid date '" + value + "'");
-      search.started.push_back(DateFilter{prefix, *range});
+      if (!range)
+        return InvalidArgument("parameter '" + name + "' has an invalid date '" + value + "'");
+      (name == "started" ? search.started : search.last_updated)
+          .push_back(DateFilter{prefix, *range});
     } else if (name == "modality") {
       for (auto& item : text::Split(value, ',')) {
         std::string v = item;
@@ -264,6 +266,13 @@ bool StudyMatches(const StudySearch& search, const StudyRecord& study,
                  search.modalities.end();
         });
     if (!any) return false;
+  }
+  if (!search.last_updated.empty()) {
+    // meta.lastUpdated is an instant to the second: the range of that second.
+    if (study.last_updated <= 0) return false;
+    TimeRange r{study.last_updated, study.last_updated + 1};
+    for (const auto& f : search.last_updated)
+      if (!MatchesDate(f, r)) return false;
   }
   if (!search.started.empty()) {
     auto range = StudyStartRange(study, dicom_offset_seconds);

@@ -30,9 +30,10 @@ struct DateFilter {
 struct StudySearch {
   std::optional<std::string> patient_id;
   std::optional<PatientIdentifier> patient_identifier;
-  std::vector<std::string> study_uids;  // OR
-  std::vector<DateFilter> started;      // AND
-  std::vector<std::string> modalities;  // OR
+  std::vector<std::string> study_uids;   // OR
+  std::vector<DateFilter> started;       // AND
+  std::vector<DateFilter> last_updated;  // AND, against meta.lastUpdated
+  std::vector<std::string> modalities;   // OR
   int count = 50;
   int offset = 0;
   bool include_endpoint = false;

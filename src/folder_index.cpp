@@ -207,8 +207,9 @@ Status FolderIndex::InsertParsed(const std::string& path, int64_t size, int64_t 
   sql::Statement put_instance(
       db_,
       "INSERT OR REPLACE INTO instances(sop_uid,series_uid,study_uid,patient_id,sop_class_uid,"
-      "transfer_syntax_uid,instance_number,number_of_frames,path,size,metadata_json,indexed_at) "
-      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+      "transfer_syntax_uid,instance_number,number_of_frames,path,size,metadata_json,indexed_at,"
+      "issuer_of_patient_id) "
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
   for (auto* s : {&put_study, &put_series, &put_instance})
     if (!s->ok()) return s->PrepareStatus();
   sql::Statement put_file(
@@ -251,6 +252,7 @@ Status FolderIndex::InsertParsed(const std::string& path, int64_t size, int64_t 
                  .Bind(10, size)
                  .Bind(11, p.metadata_json)
                  .Bind(12, now)
+                 .Bind(13, p.study.issuer_of_patient_id)
                  .Run();
   if (status.ok())
     status = put_file.Bind(1, path)
@@ -372,7 +374,7 @@ Result<std::vector<StudyRecord>> FolderIndex::FindStudies(const StudyQuery& quer
   std::string sql =
       "SELECT "
       "study_uid,patient_id,patient_name,study_date,study_time,timezone_offset,accession_number,"
-      "study_id,description,referring_physician FROM studies WHERE 1=1";
+      "study_id,description,referring_physician,last_changed FROM studies WHERE 1=1";
   if (query.patient_id) sql += " AND patient_id=?1";
   if (query.study_instance_uid) sql += " AND study_uid=?2";
   sql += " ORDER BY study_date DESC, study_time DESC, study_uid";
@@ -394,6 +396,7 @@ Result<std::vector<StudyRecord>> FolderIndex::FindStudies(const StudyQuery& quer
     s.study_id = st.Text(7);
     s.description = st.Text(8);
     s.referring_physician = st.Text(9);
+    s.last_updated = st.Int(10);  // the last time an instance of it was indexed
     by_uid[s.study_instance_uid] = studies.size();
     studies.push_back(std::move(s));
   }
@@ -473,7 +476,7 @@ Result<std::vector<StoredInstance>> FolderIndex::FindInstances(
   sql::Statement st(
       db_,
       "SELECT i.study_uid,i.series_uid,i.sop_uid,i.patient_id,i.transfer_syntax_uid,i.path,i.size,"
-      "i.sop_class_uid "
+      "i.sop_class_uid,i.issuer_of_patient_id "
       "FROM instances i LEFT JOIN series s ON s.series_uid=i.series_uid" +
           InstanceSelection(series_uid, sop_uid));
   SI_RETURN_IF_ERROR(st.PrepareStatus());
@@ -483,7 +486,7 @@ Result<std::vector<StoredInstance>> FolderIndex::FindInstances(
   std::vector<StoredInstance> out;
   while (st.Step())
     out.push_back(StoredInstance{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4),
-                                 st.Text(5), st.Int(6), st.Text(7)});
+                                 st.Text(5), st.Int(6), st.Text(7), st.Text(8)});
   if (st.Failed()) return IoError(std::string("sqlite: ") + sqlite3_errmsg(db_));
   return out;
 }

@@ -42,6 +42,7 @@ struct StoredInstance {
   std::string path;
   int64_t size_bytes = 0;
   std::string sop_class_uid;
+  std::string issuer_of_patient_id;  // empty when the file has none (or is not indexed yet)
 };
 
 class FolderIndex {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "schema/fhir_resources.h"
+#include "src/dicomweb_json.h"
 #include "src/log.h"
 #include "src/text.h"
 
@@ -43,7 +44,40 @@ std::string QueryString(const ParamList& params) {
   return out;
 }
 
+// Whether an instance is not the authorized patient's: another PatientID, or another
+// IssuerOfPatientID when both the instance and the tenant carry one.
+bool ForeignInstance(const StoredInstance& i, const std::string& patient_id,
+                     const std::optional<std::string>& issuer) {
+  if (i.patient_id != patient_id) return true;
+  return issuer && !i.issuer_of_patient_id.empty() && i.issuer_of_patient_id != *issuer;
+}
+
+// Refuses, before its first byte, an instance that is not the authorized patient's.
+class PatientCheckingSink final : public InstanceSink {
+ public:
+  PatientCheckingSink(InstanceSink& inner, const WadoAccess& access)
+      : inner_(inner), access_(access) {}
+  Status OnInstance(const StoredInstance& instance) override {
+    if (ForeignInstance(instance, *access_.required_patient_id, access_.required_issuer)) {
+      log::Warn("wado",
+                "stopped a retrieval: an arriving instance carries another PatientID or "
+                "IssuerOfPatientID than the token's patient (study sha256:" +
+                    text::HexSha256(access_.binding.study_uid).substr(0, 16) + ")");
+      return Forbidden("this study holds instances of another patient");
+    }
+    return inner_.OnInstance(instance);
+  }
+
+ private:
+  InstanceSink& inner_;
+  const WadoAccess& access_;
+};
+
 }  // namespace
+
+bool EndpointRequiresAccessToken(const TenantConfig& tenant) {
+  return !tenant.bearer_capability && tenant.authorization_type != "mock";
+}
 
 ImagingService::ImagingService(ServiceSettings settings, const StudyTokenCodec& codec,
                                SourceFactory factory)
@@ -137,9 +171,34 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
   }
   if (search->study_uids.size() == 1) query.study_instance_uid = search->study_uids.front();
   if (lookup_possible) {
-    auto found = tenant.source->FindStudies(query);
+    Result<std::vector<StudyRecord>> found = Status(ErrorCode::kInternal, "not searched");
+    if (tenant.config.slow_search_ms > 0) {
+      // Keyed by tenant, authorized patient and the query as asked: never shared
+      // across tenants or patients.
+      std::string key = tenant.config.key + "\n" + patient->fhir_id + "\n" +
+                        (patient->mrn ? patient->mrn->system + "|" + patient->mrn->value : "") +
+                        "\n" + QueryString(search->canonical) + "\n" +
+                        std::to_string(search->offset);
+      std::shared_ptr<ImageSource> source = tenant.source;
+      found = slow_searches_.Get(key, std::chrono::milliseconds(tenant.config.slow_search_ms),
+                                 [source, query] { return source->FindStudies(query); });
+    } else {
+      found = tenant.source->FindStudies(query);
+    }
     if (!found.ok()) return found.status();
     studies = std::move(found).value();
+  }
+  if (decision->allowed_studies) {
+    // Backend Services: studies outside the client's policy do not exist for it.
+    const auto& allowed = *decision->allowed_studies;
+    std::erase_if(studies, [&](const StudyRecord& s) {
+      return std::find(allowed.begin(), allowed.end(), s.study_instance_uid) == allowed.end();
+    });
+  }
+  if (change_log_) {
+    // Before filtering, so meta.lastUpdated and _lastUpdated agree on every study.
+    Status logged = change_log_->Observe(tenant.config.key, studies);
+    if (!logged.ok()) log::Warn("search", "study change log: " + logged.message());
   }
   std::vector<const StudyRecord*> matching;
   for (auto& s : studies)
@@ -163,6 +222,17 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
     else
       binding.by_patient_identifier = StudyBinding::Identifier{search->patient_identifier->system,
                                                                search->patient_identifier->value};
+    if (tenant.config.bearer_capability) {
+      // A bearer capability: it outlives neither the SMART token that authorized this
+      // search nor, when the EHR gave no exp, the longest decision reuse.
+      binding.bearer = true;
+      if (patient->mrn) binding.mrn = patient->mrn->value;
+      if (decision->expires_at > 0)
+        binding.expires_at = decision->expires_at;
+      else if (tenant.config.authorization_type != "mock")
+        binding.expires_at =
+            codec_.NowSeconds() + static_cast<int64_t>(tenant.config.decision_cache_seconds);
+    }
     auto token = codec_.Issue(binding);
     if (!token.ok()) return token.status();
     schema::StudyLinks l;
@@ -170,6 +240,7 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
     l.endpoint_address = settings_.base_url + tenant.config.url_prefix + "/wado/" + *token;
     l.endpoint_id = "wado-" + text::HexSha256(*token).substr(0, 16);
     l.contain_endpoint = !search->include_endpoint;
+    l.requires_access_token = EndpointRequiresAccessToken(tenant.config);
     l.assumed_offset_seconds = settings_.dicom_offset_seconds;
     if (!patient->fhir_id.empty()) {
       l.subject_reference = tenant.config.fhir_base_url.empty()
@@ -203,20 +274,53 @@ Result<std::string> ImagingService::SearchStudies(const Tenant& tenant, const Au
 Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const AuthRequest& auth,
                                                  std::string_view token,
                                                  const std::string& study_uid) const {
+  // One message for every mismatch: the caller learns nothing about other tenants or studies.
+  const Status kWrongToken = Forbidden("invalid study token");
+  {
+    // A bearer capability stands alone: checked on every request (key, expiry, tenant,
+    // study), no SMART token involved, whatever Authorization header comes with it.
+    auto early = codec_.Verify(token);
+    if (early.ok() && early->bearer) {
+      if (!tenant.config.bearer_capability || early->tenant_key != tenant.config.key ||
+          early->study_uid != study_uid)
+        return kWrongToken;
+      if (!tenant.source) return tenant.source_status;
+      WadoAccess access;
+      access.tenant = &tenant;
+      access.bearer_capability = true;
+      access.binding = std::move(early).value();
+      if (tenant.config.lookup == Lookup::kStudiesByMrn) {
+        if (!access.binding.mrn) return kWrongToken;
+        access.required_patient_id = *access.binding.mrn;
+        if (!tenant.config.issuer_of_patient_id.empty())
+          access.required_issuer = tenant.config.issuer_of_patient_id;
+      }
+      return access;
+    }
+    // At a bearer-capability tenant a request without a SMART token can only be a
+    // capability: a tampered or expired one is refused as such (403), not asked for
+    // a token it never needed.
+    if (tenant.config.bearer_capability && auth.bearer_token.empty())
+      return early.ok() ? kWrongToken : early.status();
+  }
   AuthRequest request = auth;
-  // Only the meditech profile trusts the patient a request names: here, the study token's.
+  // Only the meditech profile and Backend Services (checked against the client's
+  // policy) take the patient a request names: here, the study token's.
   if (request.patient_hint.empty() &&
-      tenant.config.authorization_type == "smart-on-fhir-with-meditech-bugfixes")
+      (tenant.config.authorization_type == "smart-on-fhir-with-meditech-bugfixes" ||
+       tenant.config.backend_services_enabled))
     if (auto b = codec_.Verify(token); b.ok() && b->by_patient_id)
       request.patient_hint = *b->by_patient_id;
   auto decision = tenant.authorizer->Authorize(request);
   if (!decision.ok()) return decision.status();
   auto binding = codec_.Verify(token);
   if (!binding.ok()) return binding.status();
-  // One message for every mismatch: the caller learns nothing about other tenants or studies.
-  const Status kWrongToken = Forbidden("invalid study token");
   if (binding->tenant_key != tenant.config.key || binding->study_uid != study_uid)
     return kWrongToken;
+  if (decision->allowed_studies &&
+      std::find(decision->allowed_studies->begin(), decision->allowed_studies->end(), study_uid) ==
+          decision->allowed_studies->end())
+    return Forbidden("this client is not authorized for this study");
   // The token's patient, checked against who the caller is now.
   std::optional<PatientIdentifier> mrn;
   if (!decision->any_patient) {
@@ -260,6 +364,8 @@ Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const Aut
   if (tenant.config.lookup == Lookup::kStudiesByMrn) {
     if (!mrn) return kWrongToken;
     access.required_patient_id = mrn->value;
+    if (!tenant.config.issuer_of_patient_id.empty())
+      access.required_issuer = tenant.config.issuer_of_patient_id;
   }
   return access;
 }
@@ -275,15 +381,54 @@ Result<std::vector<StoredInstance>> ImagingService::PlanWado(const WadoAccess& a
   auto plan = access.tenant->source->PlanRetrieval(scope);
   if (!plan.ok()) return plan.status();
   if (access.required_patient_id) {
-    for (auto& i : *plan)
-      if (i.patient_id != *access.required_patient_id) {
-        log::Warn("wado",
-                  "refused a retrieval: an instance's PatientID is not the token's patient");
-        return Forbidden(
-            "this study holds instances of another patient; it cannot be served under this token");
-      }
+    size_t foreign =
+        static_cast<size_t>(std::count_if(plan->begin(), plan->end(), [&](const StoredInstance& i) {
+          return ForeignInstance(i, *access.required_patient_id, access.required_issuer);
+        }));
+    if (foreign > 0) {
+      // No PHI in the log: how many, and a hash that lets an operator find the study.
+      log::Warn(
+          "wado",
+          "refused a retrieval: " + std::to_string(foreign) + " of " +
+              std::to_string(plan->size()) +
+              " instances carry another PatientID (or IssuerOfPatientID) than the token's patient "
+              "(study " +
+              "sha256:" + text::HexSha256(scope.study_uid).substr(0, 16) + ")");
+      return Forbidden(
+          "this study holds instances of another patient; it cannot be served under this token");
+    }
   }
   return plan;
+}
+
+Status ImagingService::Retrieve(const WadoAccess& access, const std::vector<StoredInstance>& plan,
+                                InstanceSink& sink) const {
+  if (!access.required_patient_id) return access.tenant->source->Retrieve(plan, sink);
+  PatientCheckingSink checked(sink, access);
+  return access.tenant->source->Retrieve(plan, checked);
+}
+
+Result<std::vector<std::string>> ImagingService::Metadata(const WadoAccess& access,
+                                                          const RetrieveScope& scope) const {
+  auto objects = access.tenant->source->Metadata(scope);
+  if (!objects.ok() || !access.required_patient_id) return objects;
+  size_t foreign = 0;
+  for (const std::string& object : *objects) {
+    auto ids = dicomweb::PatientIdsOfMetadata(object);
+    if (!ids.ok()) return ids.status();
+    StoredInstance probe;
+    probe.patient_id = ids->patient_id;
+    probe.issuer_of_patient_id = ids->issuer_of_patient_id;
+    if (ForeignInstance(probe, *access.required_patient_id, access.required_issuer)) ++foreign;
+  }
+  if (foreign > 0) {
+    log::Warn("wado", "refused metadata: " + std::to_string(foreign) +
+                          " instance(s) carry another PatientID or IssuerOfPatientID than the "
+                          "token's patient (study sha256:" +
+                          text::HexSha256(access.binding.study_uid).substr(0, 16) + ")");
+    return Forbidden("this study holds instances of another patient");
+  }
+  return objects;
 }
 
 }  // namespace si

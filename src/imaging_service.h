@@ -14,6 +14,8 @@
 #include "src/clock.h"
 #include "src/fhir_search.h"
 #include "src/image_source.h"
+#include "src/slow_search.h"
+#include "src/study_change_log.h"
 #include "src/study_token.h"
 #include "src/tenant.h"
 
@@ -43,9 +45,17 @@ struct ServiceSettings {
 struct WadoAccess {
   const Tenant* tenant = nullptr;
   StudyBinding binding;
-  // For studies-by-mrn tenants: every served instance must carry this PatientID.
+  // For studies-by-mrn tenants: every served instance must carry this PatientID,
+  // and, when both it and the tenant have one, this IssuerOfPatientID.
   std::optional<std::string> required_patient_id;
+  std::optional<std::string> required_issuer;
+  // Reached with a bearer capability URL (no SMART token).
+  bool bearer_capability = false;
 };
+
+// What the Endpoint's requires-access-token says for a tenant: false for bearer
+// capability URLs and for mock tenants (they read no Authorization header).
+bool EndpointRequiresAccessToken(const TenantConfig& tenant);
 
 class ImagingService {
  public:
@@ -53,6 +63,11 @@ class ImagingService {
 
   // Takes the tenants loaded from the config directory.
   void AddTenant(TenantConfig config);
+
+  // Where meta.lastUpdated comes from for sources that keep no change times; set
+  // once before serving. Without one, such studies carry no meta.lastUpdated (and
+  // _lastUpdated matches none of them).
+  void SetChangeLog(std::shared_ptr<StudyChangeLog> log) { change_log_ = std::move(log); }
 
   // The tenant at a URL prefix: "name" or a /dyn/ encoded config. NotFound for an
   // unknown name; for /dyn/: NotFound when disabled, InvalidArgument when the
@@ -75,9 +90,25 @@ class ImagingService {
   Result<std::string> BoundStudy(std::string_view token) const;
 
   // The instances of a WADO scope, after checking that every one belongs to the
-  // token's patient (a study mixing patients is refused whole).
+  // token's patient (a study mixing patients is refused whole, logged with a count
+  // and a hash of the study UID, never a patient identifier).
   Result<std::vector<StoredInstance>> PlanWado(const WadoAccess& access,
                                                const RetrieveScope& scope) const;
+
+  // Delivers a planned scope to the sink. A source that learns each instance's
+  // PatientID only when it arrives (a PACS, on a cold retrieval) is checked here
+  // again: an instance of another patient is never passed on; the delivery stops
+  // (the caller cuts the response, which never ends as a whole study) and, since
+  // the retrieval still completes into the cache, the next request is refused whole.
+  Status Retrieve(const WadoAccess& access, const std::vector<StoredInstance>& plan,
+                  InstanceSink& sink) const;
+
+  // The DICOM JSON of a planned scope (a PACS fills its cache first). Each object's
+  // PatientID (and IssuerOfPatientID) is checked as in Retrieve: a cold PACS plan
+  // knows only the study's PatientID, the instances' own are known only now. A
+  // study holding another patient's instance is refused whole.
+  Result<std::vector<std::string>> Metadata(const WadoAccess& access,
+                                            const RetrieveScope& scope) const;
 
   const ServiceSettings& settings() const { return settings_; }
 
@@ -87,6 +118,9 @@ class ImagingService {
   ServiceSettings settings_;
   const StudyTokenCodec& codec_;
   SourceFactory factory_;
+  SystemClock system_clock_;
+  std::shared_ptr<StudyChangeLog> change_log_;
+  mutable SlowSearchCache slow_searches_{system_clock_};  // images.slowSearch tenants
   std::map<std::string, std::shared_ptr<const Tenant>> tenants_;
   mutable std::mutex dyn_mutex_;
   mutable std::map<std::string, std::shared_ptr<const Tenant>>

@@ -350,6 +350,16 @@ int Serve(const std::map<std::string, std::string>& flags) {
   while (!settings.base_url.empty() && settings.base_url.back() == '/')
     settings.base_url.pop_back();
   service = std::make_unique<si::ImagingService>(settings, codec, factory);
+  {
+    // meta.lastUpdated for PACS and DICOMweb studies (first seen, counts changed).
+    auto change_log =
+        si::SqliteStudyChangeLog::Open(cache_dir / "index" / "study-changes.sqlite", clock);
+    if (!change_log.ok()) {
+      std::fprintf(stderr, "smart-imaging: %s\n", change_log.status().message().c_str());
+      return 1;
+    }
+    service->SetChangeLog(std::move(change_log).value());
+  }
   for (auto& t : *tenants) {
     std::string name = t.name, type = t.images_type, auth = t.authorization_type;
     service->AddTenant(std::move(t));

@@ -35,7 +35,8 @@ struct SeriesRecord {
 struct StudyRecord {
   std::string study_instance_uid;
   std::string patient_id;
-  std::string patient_name;  // PN, never logged
+  std::string issuer_of_patient_id;  // (0010,0021), may be empty
+  std::string patient_name;          // PN, never logged
   std::string study_date;
   std::string study_time;
   std::string timezone_offset;  // (0008,0201) "+HHMM" when present
@@ -47,6 +48,10 @@ struct StudyRecord {
   int64_t number_of_series = 0;
   int64_t number_of_instances = 0;
   std::vector<SeriesRecord> series;
+  // When the study last changed, Unix seconds, if the source knows (the folder index:
+  // when it was indexed or last changed); 0 otherwise, and the service's change log
+  // fills it (first seen, or last seen with other series/instance counts).
+  int64_t last_updated = 0;
 };
 
 // Everything the folder index stores about one DICOM file.

@@ -154,6 +154,14 @@ bool ScopesGrantImaging(const std::vector<std::string>& scopes, SmartProfile pro
                      [&](const std::string& s) { return ScopeGrantsImaging(s, profile); });
 }
 
+bool ScopesGrantSystemImaging(const std::vector<std::string>& scopes) {
+  return std::any_of(scopes.begin(), scopes.end(), [](const std::string& s) {
+    // The permission grammar is the patient one; DiagnosticReport never counts here.
+    return s.rfind("system/", 0) == 0 &&
+           ScopeGrantsImaging("patient/" + s.substr(7), SmartProfile::kStandard);
+  });
+}
+
 SmartAuthorizer::SmartAuthorizer(const TenantConfig& t, SmartProfile profile,
                                  std::shared_ptr<HttpClient> http, const Clock& clock,
                                  std::shared_ptr<const JwsSigner> signer)
@@ -163,6 +171,8 @@ SmartAuthorizer::SmartAuthorizer(const TenantConfig& t, SmartProfile profile,
       client_id_(t.client_id),
       client_secret_(t.client_secret),
       mrn_expressions_(t.mrn_expressions),
+      backend_services_enabled_(t.backend_services_enabled),
+      backend_services_(t.backend_services),
       profile_(profile),
       timeout_(static_cast<int64_t>(std::llround(t.auth_timeout_seconds * 1000))),
       max_cache_seconds_(static_cast<int64_t>(t.decision_cache_seconds)),
@@ -383,14 +393,40 @@ DecisionCache::Computed SmartAuthorizer::Compute(const AuthRequest& request) con
     return transient(
         BadGateway("malformed introspection response from " + host + ": 'scope' is not a string"));
   std::vector<std::string> scopes = SplitScopes(Str(in, "scope"));
-  if (!ScopesGrantImaging(scopes, profile_))
+  const bool patient_scope = ScopesGrantImaging(scopes, profile_);
+  const bool system_scope = profile_ == SmartProfile::kStandard && ScopesGrantSystemImaging(scopes);
+  if (!patient_scope && !system_scope)
     return refused(Forbidden(
         std::string("the access token does not grant imaging access: it needs the scope ") +
         kImagingScopeNeeded));
 
   // 2. Whose token is it.
   std::string patient_id;
-  if (profile_ == SmartProfile::kMeditech) {
+  std::optional<std::vector<std::string>> allowed_studies;
+  bool system = false;
+  const bool has_patient_context = !Str(in, "patient").empty();
+  if (system_scope && !(patient_scope && has_patient_context)) {
+    // Backend Services: a system-level token is worth only what the tenant's policy
+    // grants its client, for the patient this request names. A patient-level token
+    // without patient context never gets here: it has no system scope.
+    if (!backend_services_enabled_)
+      return refused(
+          Forbidden(std::string("this tenant does not accept system scopes (it has no "
+                                "authorization.backendServices policy): it needs the scope ") +
+                    kImagingScopeNeeded));
+    auto policy = backend_services_.find(Str(in, "client_id"));
+    if (policy == backend_services_.end())
+      return refused(Forbidden("this client has no Backend Services access at this tenant"));
+    patient_id = request.patient_hint;
+    if (patient_id.empty() || !IsFhirId(patient_id))
+      return refused(
+          Forbidden("a Backend Services request must name the patient by FHIR id (patient=...)"));
+    const auto& allowed = policy->second.patients;
+    if (std::find(allowed.begin(), allowed.end(), patient_id) == allowed.end())
+      return refused(Forbidden("this client is not authorized for this patient"));
+    if (!policy->second.studies.empty()) allowed_studies = policy->second.studies;
+    system = true;
+  } else if (profile_ == SmartProfile::kMeditech) {
     patient_id = request.patient_hint;  // insecure by design: see the start-up warning
     if (!patient_id.empty() && !IsFhirId(patient_id))
       return refused(Forbidden("the request names a malformed patient id"));
@@ -437,6 +473,8 @@ DecisionCache::Computed SmartAuthorizer::Compute(const AuthRequest& request) con
   AuthDecision decision;
   decision.patient = std::move(patient).value();
   decision.scopes = std::move(scopes);
+  decision.system = system;
+  decision.allowed_studies = std::move(allowed_studies);
   decision.expires_at = exp;
   int64_t until = max_until;
   if (exp > 0 && until > exp) until = exp;
@@ -449,7 +487,9 @@ Result<AuthDecision> SmartAuthorizer::Authorize(const AuthRequest& request) cons
         "an access token is required: send Authorization: Bearer <token> from the EHR");
   // Meditech decisions depend on the patient the request names, so it is part of the key.
   std::string key = request.bearer_token;
-  if (profile_ == SmartProfile::kMeditech) key += "\n" + request.patient_hint;
+  // So do Backend Services decisions (the policy is per patient).
+  if (profile_ == SmartProfile::kMeditech || backend_services_enabled_)
+    key += "\n" + request.patient_hint;
   return cache_.GetOrCompute(key, [&] { return Compute(request); });
 }
 
@@ -459,17 +499,32 @@ Result<std::string> SmartAuthorizer::SmartConfiguration() const {
   rapidjson::Document d;
   d.Parse(disc->json.c_str());
   auto& a = d.GetAllocator();
-  if (!d.HasMember("capabilities") || !d["capabilities"].IsArray()) {
-    d.RemoveMember("capabilities");
-    d.AddMember("capabilities", rapidjson::Value(rapidjson::kArrayType), a);
-  }
-  auto& caps = d["capabilities"];
-  // This endpoint shares the EHR's authorization (SMART Imaging Access, app launch).
-  for (const char* c :
-       {"smart-imaging-access", "http://fhir.org/argonaut/smart-imaging/capabilities/app-launch"}) {
-    bool present = false;
-    for (auto& v : caps.GetArray()) present |= v.IsString() && std::string_view(v.GetString()) == c;
-    if (!present) caps.PushBack(rapidjson::Value(c, a), a);
+  // Adds each value to the array `key` unless it is there already (creates the array).
+  auto ensure = [&](const char* key, std::initializer_list<const char*> values) {
+    if (!d.HasMember(key) || !d[key].IsArray()) {
+      d.RemoveMember(key);
+      d.AddMember(rapidjson::Value(key, a), rapidjson::Value(rapidjson::kArrayType), a);
+    }
+    auto& array = d[key];
+    for (const char* c : values) {
+      bool present = false;
+      for (auto& v : array.GetArray())
+        present |= v.IsString() && std::string_view(v.GetString()) == c;
+      if (!present) array.PushBack(rapidjson::Value(c, a), a);
+    }
+  };
+  // This endpoint shares the EHR's authorization (SMART Imaging Access): app launch
+  // always, Backend Services when the tenant has a policy for it.
+  ensure("capabilities", {"smart-imaging-access",
+                          "http://fhir.org/argonaut/smart-imaging/capabilities/app-launch"});
+  ensure("grant_types_supported", {"authorization_code"});
+  if (backend_services_enabled_) {
+    ensure("capabilities", {"http://fhir.org/argonaut/smart-imaging/capabilities/backend-services",
+                            "client-confidential-asymmetric"});
+    ensure("grant_types_supported", {"client_credentials"});
+    ensure("token_endpoint_auth_methods_supported", {"private_key_jwt"});
+    ensure("token_endpoint_auth_signing_alg_values_supported", {"RS384", "ES384"});
+    ensure("scopes_supported", {"system/ImagingStudy.rs"});
   }
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);

@@ -6,6 +6,7 @@
 // for the MRN. Decisions are cached per token (SHA-256) within the tenant.
 // Thread-safe: every mutable member is guarded.
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -42,6 +43,9 @@ std::vector<std::string> SplitScopes(std::string_view scope);
 // never do: missing patient context is never system access.
 bool ScopeGrantsImaging(std::string_view scope, SmartProfile profile);
 bool ScopesGrantImaging(const std::vector<std::string>& scopes, SmartProfile profile);
+// The same at system level (SMART Backend Services): system/ImagingStudy.rs, v1
+// system/ImagingStudy.read and the like. Honoured only with a Backend Services policy.
+bool ScopesGrantSystemImaging(const std::vector<std::string>& scopes);
 
 // What a 403 says is needed.
 inline constexpr const char* kImagingScopeNeeded =
@@ -85,6 +89,8 @@ class SmartAuthorizer final : public Authorizer {
   const std::string client_id_;
   const std::string client_secret_;
   const std::vector<std::string> mrn_expressions_;
+  const bool backend_services_enabled_;
+  const std::map<std::string, TenantConfig::BackendClientPolicy> backend_services_;
   const SmartProfile profile_;
   const std::chrono::milliseconds timeout_;
   const int64_t max_cache_seconds_;

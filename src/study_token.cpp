@@ -32,7 +32,10 @@ StudyTokenCodec::~StudyTokenCodec() = default;
 
 Result<std::string> StudyTokenCodec::Issue(StudyBinding binding) const {
   if (binding.issued_at == 0) binding.issued_at = clock_.NowSeconds();
-  if (binding.expires_at == 0) binding.expires_at = binding.issued_at + lifetime_.count();
+  // An earlier expiry (a bearer capability bound to its SMART token's exp) is kept;
+  // never a later one than the configured lifetime.
+  const int64_t longest = binding.issued_at + lifetime_.count();
+  if (binding.expires_at == 0 || binding.expires_at > longest) binding.expires_at = longest;
 
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
@@ -63,6 +66,14 @@ Result<std::string> StudyTokenCodec::Issue(StudyBinding binding) const {
   w.Int64(binding.issued_at);
   w.Key("exp");
   w.Int64(binding.expires_at);
+  if (binding.bearer) {
+    w.Key("kind");
+    w.String("bearer");
+    if (binding.mrn) {
+      w.Key("mrn");
+      w.String(binding.mrn->c_str());
+    }
+  }
   w.EndObject();
 
   cjose_err err;
@@ -158,6 +169,10 @@ Result<StudyBinding> StudyTokenCodec::Verify(std::string_view token) const {
   if (!exp) return kInvalid;
   b.expires_at = *exp;
   b.issued_at = num(doc, "iat").value_or(0);
+  auto kind = str(doc, "kind");
+  if (kind && *kind != "bearer") return kInvalid;  // a kind we do not know grants nothing
+  b.bearer = kind.has_value();
+  if (b.bearer) b.mrn = str(doc, "mrn");
   if (clock_.NowSeconds() >= b.expires_at) return Forbidden("study token expired");
   return b;
 }

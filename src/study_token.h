@@ -28,6 +28,12 @@ struct StudyBinding {
   std::optional<Identifier> by_patient_identifier;
   int64_t issued_at = 0;
   int64_t expires_at = 0;
+  // A bearer capability ("kind": "bearer"): usable without Authorization, for read
+  // access to this study only. Only we can mint one (the payload is encrypted and
+  // authenticated with our key), so the kind cannot be forged or flipped. It carries
+  // the MRN that was authorized, because no SMART token accompanies its requests.
+  bool bearer = false;
+  std::optional<std::string> mrn;
 };
 
 class StudyTokenCodec {
@@ -45,6 +51,7 @@ class StudyTokenCodec {
   Result<StudyBinding> Verify(std::string_view token) const;
 
   std::chrono::seconds lifetime() const { return lifetime_; }
+  int64_t NowSeconds() const { return clock_.NowSeconds(); }
 
  private:
   struct Key;

@@ -139,6 +139,17 @@ Status ParseSmartSettings(const rapidjson::Document& doc, std::string_view origi
   number("decisionCacheSeconds", t.decision_cache_seconds);
   number("negativeCacheSeconds", t.negative_cache_seconds);
   number("discoveryCacheSeconds", t.discovery_cache_seconds);
+  if (authz.HasMember("backendServices") && authz["backendServices"].IsObject()) {
+    t.backend_services_enabled = true;
+    for (auto& m : authz["backendServices"].GetObject()) {
+      TenantConfig::BackendClientPolicy policy;
+      for (auto& v : m.value["patients"].GetArray()) policy.patients.emplace_back(v.GetString());
+      if (m.value.HasMember("studies"))
+        for (auto& v : m.value["studies"].GetArray()) policy.studies.emplace_back(v.GetString());
+      t.backend_services[std::string(m.name.GetString(), m.name.GetStringLength())] =
+          std::move(policy);
+    }
+  }
   // A configured mock patient gets the configured MRN expressions too.
   if (t.patient && !t.mrn_expressions.empty()) {
     auto p = ParsePatientResource(JsonText(authz["patient"]), t.mrn_expressions);
@@ -208,6 +219,8 @@ Result<TenantConfig> ParseTenant(std::string_view name, std::string_view json_te
     t.disable_authz_checks = authz["disableAuthzChecks"].GetBool();
   if (authz.HasMember("patient")) t.patient = ParsePatient(authz["patient"]);
 
+  t.bearer_capability = GetString(doc, "capability") == "bearer";
+
   const auto& images = doc["images"];
   t.images_type = GetString(images, "type");
   t.lookup = GetString(images, "lookup") == "studies-by-mrn" ? Lookup::kStudiesByMrn
@@ -217,6 +230,8 @@ Result<TenantConfig> ParseTenant(std::string_view name, std::string_view json_te
   if (images.HasMember("mrn"))
     for (auto& m : images["mrn"].GetArray()) t.mrn_expressions.emplace_back(m.GetString());
   if (images.HasMember("rescanSeconds")) t.rescan_seconds = images["rescanSeconds"].GetDouble();
+  if (images.HasMember("slowSearch")) t.slow_search_ms = images["slowSearch"].GetInt64();
+  t.issuer_of_patient_id = GetString(images, "issuerOfPatientId");
   SI_RETURN_IF_ERROR(ParseSmartSettings(doc, origin, t));
   if (!GetString(images, "calledAe").empty()) t.called_ae = GetString(images, "calledAe");
   if (!GetString(images, "retrieval").empty()) t.retrieval = GetString(images, "retrieval");

@@ -61,12 +61,33 @@ struct TenantConfig {
   double discovery_cache_seconds =
       600;  // authorization.discoveryCacheSeconds: .well-known/smart-configuration
 
+  // authorization.backendServices (SMART Imaging Access, Backend Services mode): the
+  // client_id of a system-scoped token -> which patients (FHIR ids) and, when
+  // `studies` is non-empty, which study UIDs it may see. Empty: system scopes refused.
+  struct BackendClientPolicy {
+    std::vector<std::string> patients;
+    std::vector<std::string> studies;  // empty: every study of the allowed patients
+  };
+  std::map<std::string, BackendClientPolicy> backend_services;
+  bool backend_services_enabled = false;
+
+  // "capability": "bearer": Endpoint addresses are bearer capability URLs that work
+  // without Authorization (requires-access-token false); default token-bound.
+  bool bearer_capability = false;
+
   // images
   std::string images_type;  // "folder", "dicom-web", "dicom-dimse"
   Lookup lookup = Lookup::kAllStudiesOnServer;
   std::string endpoint;
   std::string folder_path;  // absolute, for "folder"
   double rescan_seconds = 2.0;
+  // images.slowSearch (ms): a search whose source has not answered by then gets 503
+  // + Retry-After and finishes in the background for the identical retry; 0 = wait.
+  int64_t slow_search_ms = 0;
+  // images.issuerOfPatientId: the IssuerOfPatientID (0010,0021) of this site's MRNs.
+  // An instance carrying another issuer is not the authorized patient's even when its
+  // PatientID matches; instances without one are judged by PatientID alone.
+  std::string issuer_of_patient_id;
   std::string ae;
   // dicom-dimse
   std::string called_ae = "ANY-SCP";

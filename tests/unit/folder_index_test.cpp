@@ -94,10 +94,14 @@ TEST_F(FolderIndexTest, MigrationFiveParsesAnOlderIndexAgainOnce) {
     auto index = Open();
     ASSERT_TRUE(index->Rescan().ok());
   }
-  // Make it an index of schema 4, whose metadata had no BulkDataURIs.
+  // Make it an index of schema 4: metadata without BulkDataURIs, and no column of
+  // migration 6 yet.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((cache_.path() / "index.sqlite").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE instances SET metadata_json='{}'; PRAGMA user_version=4;",
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE instances SET metadata_json='{}';"
+                         "ALTER TABLE instances DROP COLUMN issuer_of_patient_id;"
+                         "PRAGMA user_version=4;",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);

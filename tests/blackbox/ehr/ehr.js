@@ -13,6 +13,8 @@
 //   POST /_test/revoke {token}                    revokes a token (test only)
 //   POST /_test/delay {ms}                        delays every answer (to play a slow EHR)
 //   GET  /_test/stats                             counts of token, introspection and Patient calls
+//   ehr.backendToken({client_id, priv, alg, scope}) a real SMART Backend Services token: client_credentials
+//                                                 with a private_key_jwt assertion, for opts.backendClients
 //
 // Pitfalls handled (see shared/PEERS.md): introspection takes client authentication, not a
 // Bearer token, so a shim turns the facade's valid client_credentials Bearer token into the
@@ -30,6 +32,8 @@ const APP_SCOPES = [
   'patient/Observation.rs', 'patient/DiagnosticReport.read', 'user/ImagingStudy.read', 'system/ImagingStudy.rs',
   'patient/ImagingStudy.rs?category=x', 'fhirUser',
 ];
+// SMART Backend Services clients (opts.backendClients) may ask for these; system tokens carry no patient.
+const BACKEND_SCOPES = ['system/ImagingStudy.rs', 'system/ImagingStudy.read', 'system/Observation.rs'];
 const APP_REDIRECT = 'http://127.0.0.1:9/callback';
 const INTROSPECTOR = { client_id: 'ehr-introspector', client_secret: crypto.randomBytes(24).toString('hex') };
 
@@ -81,6 +85,16 @@ async function setUp(Provider, server, opts) {
       redirect_uris: [],
       scope: FACADE_SCOPES.join(' '),
     })),
+    ...(opts.backendClients || []).map((c) => ({
+      client_id: c.client_id,
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: c.alg,
+      jwks: { keys: [c.jwk] },
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: BACKEND_SCOPES.join(' '),
+    })),
     {
       client_id: 'viewer-app',
       token_endpoint_auth_method: 'none',
@@ -101,7 +115,7 @@ async function setUp(Provider, server, opts) {
 
   const provider = new Provider(issuer, {
     clients,
-    scopes: ['openid', ...FACADE_SCOPES, ...APP_SCOPES],
+    scopes: ['openid', ...new Set([...FACADE_SCOPES, ...APP_SCOPES, ...BACKEND_SCOPES])],
     claims: { openid: ['sub'], fhirUser: ['fhirUser'] },
     conformIdTokenClaims: false,
     enabledJWA: {
@@ -287,6 +301,28 @@ async function setUp(Provider, server, opts) {
     introspector: INTROSPECTOR,
     port, issuer, fhirBase, provider, patients, stats, appRedirect: APP_REDIRECT,
     mint,
+    // A Backend Services access token, obtained the way a real backend client does.
+    async backendToken({ client_id, priv, alg, scope }) {
+      const b64 = (x) => Buffer.from(typeof x === 'string' ? x : JSON.stringify(x)).toString('base64url');
+      const now = Math.floor(Date.now() / 1000);
+      const head = b64({ alg, typ: 'JWT', kid: priv.kid });
+      const body = b64({ iss: client_id, sub: client_id, aud: `${issuer}/token`, iat: now, exp: now + 60,
+        jti: crypto.randomBytes(12).toString('hex') });
+      const key = crypto.createPrivateKey({ key: priv, format: 'jwk' });
+      const sig = crypto.sign('sha384', Buffer.from(`${head}.${body}`), alg.startsWith('ES') ? { key, dsaEncoding: 'ieee-p1363' } : key);
+      const r = await fetch(`${issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: 'client_credentials', scope,
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: `${head}.${body}.${sig.toString('base64url')}`,
+        }),
+      });
+      const json = await r.json();
+      if (!json.access_token) throw new Error(`backend token refused: HTTP ${r.status} ${JSON.stringify(json)}`);
+      return json.access_token;
+    },
     async revoke(token) { const t = await provider.AccessToken.find(token); if (t) await t.destroy(); return !!t; },
     setDelay(ms) { delayMs = ms; },
     setIntrospectionOverride(fn) { opts.introspectionOverride = fn; },
@@ -301,7 +337,7 @@ async function setUp(Provider, server, opts) {
   return ehr;
 }
 
-module.exports = { startEhr, patientResource, APP_SCOPES, FACADE_SCOPES };
+module.exports = { startEhr, patientResource, APP_SCOPES, FACADE_SCOPES, BACKEND_SCOPES };
 
 // Stand-alone: node ehr/ehr.js [--port N] prints {"issuer": ...} once it listens.
 if (require.main === module) {
