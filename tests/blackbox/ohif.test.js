@@ -1,0 +1,165 @@
+'use strict';
+// OHIF Viewer (npm @ohif/app, its prebuilt dist/ taken with `npm pack`, lib/ohif.js) in headless
+// Debian Chromium driven by playwright-core: a study must render, i.e. the viewport canvas shows a
+// non-blank image.
+// - First over Orthanc's own DICOMweb (behind a same-origin proxy that adds its basic auth): this
+//   proves the browser harness by itself, so a failure of the facade cases is the facade's.
+// - Then through the facade, OHIF on another origin (CORS): the data source's qidoRoot and wadoRoot
+//   are the Endpoint address of our FHIR Bundle (_include=ImagingStudy:endpoint), for a folder
+//   tenant and for a DIMSE tenant over Orthanc (C-GET).
+// Each case keeps a screenshot and the list of requests OHIF made in artifacts/ (git-ignored).
+// Slow-ish (about 10 s per case plus a one-time 50 MB download into .cache/).
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const h = require('./lib/helpers');
+const server = require('./lib/server');
+const ow = require('./lib/orthanc-web');
+const pacsLib = require('./lib/pacs');
+const ohif = require('./lib/ohif');
+
+const unavailable = ohif.available() || ow.available();
+
+// The study OHIF opens: the first CT study by UID (else MR), so every run shows the same kind.
+function pickStudy(truth) {
+  const all = [...truth.values()].sort((a, b) => a.studyUid.localeCompare(b.studyUid));
+  return all.find((s) => s.modalities.includes('CT')) || all.find((s) => s.modalities.includes('MR')) || all[0];
+}
+
+function isDicomWebCall(url) {
+  return /\/studies(\/|$)/.test(new URL(url).pathname);
+}
+
+function writeRequests(name, requests) {
+  const file = path.join(ohif.ARTIFACTS_DIR, `ohif-${name}-requests.txt`);
+  fs.mkdirSync(ohif.ARTIFACTS_DIR, { recursive: true });
+  fs.writeFileSync(file, `${ohif.formatRequests(requests)}\n`);
+  return file;
+}
+
+// What every rendering case checks: an image on the canvas, the DICOMweb calls OHIF made all
+// succeeded, the QIDO and metadata calls named the bound study, and frames of it were fetched.
+function assertRendered(result, { root, study, label }) {
+  const s = result.stats;
+  assert.ok(s && s.nonBlack > 0.02 && s.levels > 16,
+    `${label}: the viewport canvas is blank: ${JSON.stringify(s)}`);
+  const calls = result.requests.filter((r) => r.url.startsWith(`${root}/`) && isDicomWebCall(r.url));
+  const listing = ohif.formatRequests(calls);
+  const failed = calls.filter((r) => r.failure || !(r.status >= 200 && r.status < 300));
+  assert.deepEqual(failed.map((r) => `${r.url} -> ${r.failure || r.status}`), [],
+    `${label}: DICOMweb requests that failed:\n${listing}`);
+  const rel = calls.map((r) => r.url.slice(root.length));
+  assert.ok(rel.some((u) => u.startsWith('/studies?') && u.includes(`StudyInstanceUID=${study.studyUid}`)),
+    `${label}: OHIF searched for the study:\n${listing}`);
+  assert.ok(rel.some((u) => u.startsWith(`/studies/${study.studyUid}/series?`) || u === `/studies/${study.studyUid}/series`),
+    `${label}: OHIF searched the study's series:\n${listing}`);
+  const seriesOfStudy = [...study.series.keys()];
+  const metadata = rel.filter((u) => /\/metadata$/.test(u));
+  assert.ok(metadata.length > 0, `${label}: OHIF fetched metadata:\n${listing}`);
+  for (const u of metadata) {
+    assert.ok(seriesOfStudy.some((se) => u === `/studies/${study.studyUid}/series/${se}/metadata`),
+      `${label}: metadata request outside the study: ${u}`);
+  }
+  const frames = rel.filter((u) => /\/frames\/\d+/.test(u));
+  assert.ok(frames.length > 0, `${label}: OHIF fetched frames:\n${listing}`);
+  for (const u of frames) assert.ok(u.startsWith(`/studies/${study.studyUid}/series/`), `${label}: frame outside the study: ${u}`);
+  assert.ok(result.screenshot && fs.statSync(result.screenshot).size > 0, `${label}: screenshot kept`);
+}
+
+describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: unavailable || false }, () => {
+  let root;
+  let files;
+  let truth;
+  let study;
+  let dist;
+  const cleanups = [];
+
+  before(async () => {
+    root = server.makeTempDir('ohif');
+    files = await server.makeSamples(path.join(root, 'samples'), { seed: 5, scale: 0.1 });
+    truth = h.truthOf(files);
+    study = pickStudy(truth);
+    dist = ohif.fetchOhif();
+  });
+
+  after(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+    server.removeDir(root);
+  });
+
+  // Runs OHIF on `root`; on failure the message carries OHIF's requests and console and the
+  // upstream's log tail.
+  async function view(name, dicomWebRoot, { proxy, logs } = {}) {
+    const web = await ohif.startOhifServer({ dist, root: dicomWebRoot, proxy });
+    cleanups.push(() => web.stop());
+    try {
+      const result = await ohif.openViewer({
+        ohifUrl: web.url, studyUid: study.studyUid,
+        artifact: path.join(ohif.ARTIFACTS_DIR, `ohif-${name}.png`),
+      });
+      const list = writeRequests(name, result.requests);
+      const rootUrl = typeof dicomWebRoot === 'function' ? dicomWebRoot(web.port) : dicomWebRoot;
+      return { ...result, list, rootUrl };
+    } catch (e) {
+      if (e.requests) writeRequests(name, e.requests);
+      if (logs) e.message += `\n--- ${name} server log (tail) ---\n${logs().split('\n').slice(-80).join('\n')}`;
+      throw e;
+    } finally {
+      await web.stop();
+    }
+  }
+
+  it('over Orthanc\'s DICOMweb (proves the browser harness on its own)', async (t) => {
+    const orthanc = await ow.startOrthancWeb();
+    cleanups.push(() => orthanc.stop());
+    await orthanc.load(files.map((f) => f.path));
+    const r = await view('orthanc', (port) => `http://127.0.0.1:${port}/dicom-web`,
+      { proxy: { prefix: '/dicom-web', target: orthanc.root, headers: { authorization: orthanc.auth } },
+        logs: orthanc.log });
+    assertRendered(r, { root: r.rootUrl, study, label: 'orthanc' });
+    t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}, dismissed ${JSON.stringify(r.dismissed)}`);
+    await orthanc.stop();
+  });
+
+  // The Endpoint address the FHIR Bundle gives for the study, found as an app would.
+  async function endpointAddress(srv, tenant) {
+    const q = `patient=${encodeURIComponent(study.patientId)}&_include=ImagingStudy:endpoint`;
+    const { studies } = await h.searchStudies(srv, tenant, q);
+    const hit = studies.get(study.studyUid);
+    assert.ok(hit, `the FHIR search of ${tenant} did not find ${study.studyUid}: ${[...studies.keys()]}`);
+    assert.equal(hit.endpoint.connectionType.code, 'dicom-wado-rs');
+    return hit.address;
+  }
+
+  it('through the facade: folder tenant, OHIF on another origin', async (t) => {
+    const configDir = path.join(root, 'config-folder');
+    server.writeTenant(configDir, 'open', h.openFolderTenant(path.join(root, 'samples')));
+    const srv = await server.startServer({ configDir });
+    cleanups.push(() => srv.stop());
+    const address = await endpointAddress(srv, 'open');
+    const r = await view('facade-folder', address, { logs: srv.logs });
+    assertRendered(r, { root: address, study, label: 'facade folder' });
+    t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}`);
+    await srv.stop();
+  });
+
+  it('through the facade: DIMSE tenant over Orthanc (C-GET)', async (t) => {
+    const pacs = await pacsLib.startOrthanc({ facades: [{ ae: 'OHIFFACADE', port: 1 }] });
+    cleanups.push(() => pacs.cleanup());
+    await pacs.load(files.map((f) => f.path));
+    const configDir = path.join(root, 'config-dimse');
+    server.writeTenant(configDir, 'pacs', pacsLib.dimseTenant({
+      port: pacs.port, calledAe: pacs.aeTitle, ae: 'OHIFFACADE', retrieval: 'c-get',
+    }));
+    const srv = await server.startServer({ configDir });
+    cleanups.push(() => srv.stop());
+    const address = await endpointAddress(srv, 'pacs');
+    const r = await view('facade-dimse', address, { logs: srv.logs });
+    assertRendered(r, { root: address, study, label: 'facade dimse' });
+    t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}`);
+    await srv.stop();
+    await pacs.cleanup();
+  });
+});
