@@ -6,7 +6,8 @@
 //   proves the browser harness by itself, so a failure of the facade cases is the facade's.
 // - Then through the facade, OHIF on another origin (CORS): the data source's qidoRoot and wadoRoot
 //   are the Endpoint address of our FHIR Bundle (_include=ImagingStudy:endpoint), for a folder
-//   tenant and for a DIMSE tenant over Orthanc (C-GET).
+//   tenant, a dicom-web tenant over that Orthanc and a DIMSE tenant over Orthanc (C-GET); once more
+//   for the folder with quoted multipart Accept headers, which Chromium preflights (CORS).
 // Each case keeps a screenshot and the list of requests OHIF made in artifacts/ (git-ignored).
 // Slow-ish (about 10 s per case plus a one-time 50 MB download into .cache/).
 
@@ -91,8 +92,8 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
 
   // Runs OHIF on `root`; on failure the message carries OHIF's requests and console and the
   // upstream's log tail.
-  async function view(name, dicomWebRoot, { proxy, logs } = {}) {
-    const web = await ohif.startOhifServer({ dist, root: dicomWebRoot, proxy });
+  async function view(name, dicomWebRoot, { proxy, source, logs } = {}) {
+    const web = await ohif.startOhifServer({ dist, root: dicomWebRoot, source, proxy });
     cleanups.push(() => web.stop());
     try {
       const result = await ohif.openViewer({
@@ -111,8 +112,10 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
     }
   }
 
+  let orthanc; // Orthanc with its DICOMweb plugin, loaded with the samples: the first case's and the dicom-web tenant's
+
   it('over Orthanc\'s DICOMweb (proves the browser harness on its own)', async (t) => {
-    const orthanc = await ow.startOrthancWeb();
+    orthanc = await ow.startOrthancWeb();
     cleanups.push(() => orthanc.stop());
     await orthanc.load(files.map((f) => f.path));
     const r = await view('orthanc', (port) => `http://127.0.0.1:${port}/dicom-web`,
@@ -120,7 +123,6 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
         logs: orthanc.log });
     assertRendered(r, { root: r.rootUrl, study, label: 'orthanc' });
     t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}, dismissed ${JSON.stringify(r.dismissed)}`);
-    await orthanc.stop();
   });
 
   // The Endpoint address the FHIR Bundle gives for the study, found as an app would.
@@ -141,6 +143,39 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
     const address = await endpointAddress(srv, 'open');
     const r = await view('facade-folder', address, { logs: srv.logs });
     assertRendered(r, { root: address, study, label: 'facade folder' });
+    t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}`);
+    await srv.stop();
+  });
+
+  // With quotes (type="application/octet-stream") the Accept header is no longer CORS-safelisted,
+  // so Chromium preflights every frame request: the facade's OPTIONS answer must let it through.
+  it('through the facade: folder tenant, quoted multipart Accept (CORS preflight)', async (t) => {
+    const configDir = path.join(root, 'config-folder-quoted');
+    server.writeTenant(configDir, 'open', h.openFolderTenant(path.join(root, 'samples')));
+    const srv = await server.startServer({ configDir });
+    cleanups.push(() => srv.stop());
+    const address = await endpointAddress(srv, 'open');
+    const r = await view('facade-preflight', address,
+      { source: { omitQuotationForMultipartRequest: false }, logs: srv.logs });
+    assertRendered(r, { root: address, study, label: 'facade preflight' });
+    const frames = r.requests.filter((x) => /\/frames\/\d+$/.test(new URL(x.url).pathname));
+    assert.ok(frames.some((x) => /type="application\/octet-stream"/.test(x.accept || '')),
+      `OHIF sent quoted frame Accept headers: ${frames.map((x) => x.accept)}`);
+    const preflights = srv.logs().split('\n').filter((l) => /\bOPTIONS \/open\/wado\/\S+\/frames\/\d+ 2\d\d\b/.test(l));
+    assert.ok(preflights.length > 0, `the facade answered Chromium's preflights of frames:\n${srv.logs().slice(-4000)}`);
+    t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}, ${preflights.length} preflights`);
+    await srv.stop();
+  });
+
+  it('through the facade: dicom-web tenant over Orthanc', async (t) => {
+    assert.ok(orthanc, 'the Orthanc case ran first and left its Orthanc running');
+    const configDir = path.join(root, 'config-dicomweb');
+    server.writeTenant(configDir, 'web', ow.dicomWebTenant(orthanc));
+    const srv = await server.startServer({ configDir });
+    cleanups.push(() => srv.stop());
+    const address = await endpointAddress(srv, 'web');
+    const r = await view('facade-dicomweb', address, { logs: srv.logs });
+    assertRendered(r, { root: address, study, label: 'facade dicom-web' });
     t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}`);
     await srv.stop();
   });

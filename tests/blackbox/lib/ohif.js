@@ -67,8 +67,8 @@ function fetchOhif() {
 }
 
 // OHIF's configuration: one dicomweb data source on `root` (QIDO and WADO alike), no study list,
-// nothing that pops up over the viewport.
-function appConfig(root) {
+// nothing that pops up over the viewport. `source` overrides data source options.
+function appConfig(root, source = {}) {
   const config = {
     routerBasename: '/',
     extensions: [],
@@ -101,6 +101,7 @@ function appConfig(root) {
         supportsWildcard: true,
         omitQuotationForMultipartRequest: true,
         bulkDataURI: { enabled: true },
+        ...source,
       },
     }],
   };
@@ -114,12 +115,14 @@ const TYPES = {
   '.txt': 'text/plain; charset=utf-8', '.map': 'application/json',
 };
 
-// startOhifServer({dist, root, proxy}) -> {url, port, stop()}
-//   root: the DICOMweb root OHIF is given. proxy: {prefix, target, headers} forwards
+// startOhifServer({dist, root, source, proxy}) -> {url, port, stop()}
+//   root: the DICOMweb root OHIF is given; source: more data source options. Either may be a
+//   function of the port (to name this server). proxy: {prefix, target, headers} forwards
 //   `${prefix}...` to `${target}...` with extra headers (same origin as OHIF).
-async function startOhifServer({ dist, root, proxy }) {
+async function startOhifServer({ dist, root, source, proxy }) {
   const port = await freePort();
-  const config = appConfig(typeof root === 'function' ? root(port) : root);
+  const config = appConfig(typeof root === 'function' ? root(port) : root,
+    typeof source === 'function' ? source(port) : source);
   const realDist = fs.realpathSync(dist);
   const srv = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
