@@ -93,6 +93,8 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
   // Runs OHIF on `root`; on failure the message carries OHIF's requests and console and the
   // upstream's log tail.
   async function view(name, dicomWebRoot, { proxy, source, logs } = {}) {
+    // Stale artifacts of an earlier run must not pass for this one's.
+    for (const f of ['.png', '-failed.png', '-requests.txt']) fs.rmSync(path.join(ohif.ARTIFACTS_DIR, `ohif-${name}${f}`), { force: true });
     const web = await ohif.startOhifServer({ dist, root: dicomWebRoot, source, proxy });
     cleanups.push(() => web.stop());
     try {
