@@ -8,10 +8,12 @@
 #include <dcmtk/dcmdata/dcsequen.h>
 #include <dcmtk/dcmdata/dcuid.h>
 
+#include <set>
 #include <sstream>
 
 #include "dimse/charset.h"
 #include "dimse/dicom_values.h"
+#include "src/bulk_data.h"
 #include "src/text.h"
 
 namespace si::dimse {
@@ -21,27 +23,69 @@ namespace {
 // 500 MB multi-frame file must not load its pixels.
 constexpr Uint32 kMaxReadLength = 4096;
 
-// Bulk data is not inlined in metadata: pixel data and the like are left out, as
-// PS3.18 allows, so metadata stays small and fast for large series.
-bool IsBulk(const DcmTagKey& tag) {
+// Bulk data is not inlined in metadata, so metadata stays small and fast for large
+// series: pixel data and the like, and any binary value above the threshold.
+bool IsBulkTag(const DcmTagKey& tag) {
   return tag == DCM_PixelData || tag == DCM_FloatPixelData || tag == DCM_DoubleFloatPixelData ||
          tag == DCM_SpectroscopyData || tag == DCM_EncapsulatedDocument ||
          (tag.getGroup() >= 0x6000 && tag.getGroup() <= 0x60FF && tag.getElement() == 0x3000) ||
          tag == DCM_WaveformData;
 }
 
-void RemoveBulk(DcmItem& item) {
+bool IsBulk(DcmElement& e) {
+  if (IsBulkTag(e.getTag())) return true;
+  switch (e.getTag().getEVR()) {
+    case EVR_OB:
+    case EVR_OW:
+    case EVR_OF:
+    case EVR_OD:
+    case EVR_OL:
+    case EVR_OV:
+    case EVR_UN:
+    case EVR_ox:
+    case EVR_px:
+      // The length is known without loading the value (it may still be on disk).
+      return e.getLength() > kBulkDataThreshold;
+    default:
+      return false;
+  }
+}
+
+// Inside sequences bulk values are left out (PS3.18 allows it): their URIs would
+// need an item path, and viewers do not ask for them. Elements sharing a tag with
+// a top-level bulk attribute go too, so the JSON writer (which only sees tags)
+// cannot give them the top-level attribute's URI.
+void RemoveNestedBulk(DcmItem& item, const std::set<DcmTagKey>& top_level) {
   for (unsigned long i = item.card(); i-- > 0;) {
     DcmElement* e = item.getElement(i);
     if (!e) continue;
-    if (IsBulk(e->getTag())) {
+    if (IsBulk(*e) || top_level.count(e->getTag())) {
       delete item.remove(e);
     } else if (e->ident() == EVR_SQ) {
       auto* sq = static_cast<DcmSequenceOfItems*>(e);
-      for (unsigned long k = 0; k < sq->card(); ++k) RemoveBulk(*sq->getItem(k));
+      for (unsigned long k = 0; k < sq->card(); ++k) RemoveNestedBulk(*sq->getItem(k), top_level);
     }
   }
 }
+
+// Writes top-level bulk attributes as placeholder BulkDataURIs (src/bulk_data.h).
+class BulkUriFormat final : public DcmJsonFormatCompact {
+ public:
+  BulkUriFormat(std::set<DcmTagKey> bulk, const ParsedInstance& p)
+      : DcmJsonFormatCompact(OFTrue), bulk_(std::move(bulk)), p_(p) {}
+  OFBool asBulkDataURI(const DcmTagKey& tag, OFString& uri) override {
+    if (!bulk_.count(tag)) return OFFalse;
+    uri = BulkDataPlaceholderUri(p_.study.study_instance_uid, p_.series.series_instance_uid,
+                                 p_.instance.sop_instance_uid,
+                                 (static_cast<uint32_t>(tag.getGroup()) << 16) | tag.getElement())
+              .c_str();
+    return OFTrue;
+  }
+
+ private:
+  std::set<DcmTagKey> bulk_;
+  const ParsedInstance& p_;
+};
 
 }  // namespace
 
@@ -94,9 +138,17 @@ Result<ParsedInstance> DcmtkInstanceParser::Parse(const std::filesystem::path& f
   if (p.instance.transfer_syntax_uid.empty())
     return InvalidArgument("missing Transfer Syntax UID in meta header");
 
-  RemoveBulk(ds);
+  std::set<DcmTagKey> bulk;
+  for (unsigned long i = 0; i < ds.card(); ++i)
+    if (DcmElement* e = ds.getElement(i); e && e->ident() != EVR_SQ && IsBulk(*e))
+      bulk.insert(e->getTag());
+  for (unsigned long i = 0; i < ds.card(); ++i)
+    if (DcmElement* e = ds.getElement(i); e && e->ident() == EVR_SQ) {
+      auto* sq = static_cast<DcmSequenceOfItems*>(e);
+      for (unsigned long k = 0; k < sq->card(); ++k) RemoveNestedBulk(*sq->getItem(k), bulk);
+    }
   std::ostringstream json;
-  DcmJsonFormatCompact format(OFTrue);
+  BulkUriFormat format(std::move(bulk), p);
   cond = ds.writeJsonExt(json, format, OFTrue, OFTrue);
   if (cond.bad())
     return InvalidArgument(std::string("cannot express as DICOM JSON: ") + cond.text());

@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "facade/facade_internal.h"
 #include "schema/fhir_resources.h"
 #include "src/accept.h"
 #include "src/log.h"
@@ -24,18 +25,6 @@ struct Route {
   std::vector<std::string> rest;  // segments after the tenant prefix
 };
 
-HeaderList CorsHeaders(const HttpRequest& request) {
-  HeaderList h;
-  std::string origin = request.Header("origin");
-  if (!origin.empty()) {
-    h.emplace_back("Access-Control-Allow-Origin", origin);
-    h.emplace_back("Vary", "Origin");
-    h.emplace_back("Access-Control-Expose-Headers",
-                   "Content-Type, Content-Length, Content-Location, Retry-After, Link");
-  }
-  return h;
-}
-
 // Integer seconds, as RFC 9110 wants: the status's own (a delayed tenant), else 5.
 std::string RetryAfterOf(const Status& status) {
   return std::to_string(status.retry_after_seconds() > 0 ? status.retry_after_seconds() : 5);
@@ -47,43 +36,6 @@ void SendFhirError(const HttpRequest& request, ResponseChannel& out, const Statu
   if (status.code() == ErrorCode::kUnauthorized) h.emplace_back("WWW-Authenticate", "Bearer");
   if (status.code() == ErrorCode::kUnavailable) h.emplace_back("Retry-After", RetryAfterOf(status));
   out.SendWhole(status.http_status(), h, schema::OperationOutcome(status)).ok();
-}
-
-// DICOMweb has no error body format of its own; a small JSON object says what
-// went wrong without leaking anything about tokens or other studies.
-void SendWadoError(const HttpRequest& request, ResponseChannel& out, const Status& status) {
-  HeaderList h = CorsHeaders(request);
-  h.emplace_back("Content-Type", "application/json; charset=utf-8");
-  if (status.code() == ErrorCode::kUnauthorized) h.emplace_back("WWW-Authenticate", "Bearer");
-  if (status.code() == ErrorCode::kUnavailable) h.emplace_back("Retry-After", RetryAfterOf(status));
-  rapidjson::StringBuffer sb;
-  schema::JsonWriter w(sb);
-  w.StartObject();
-  w.Key("status");
-  w.Int(status.http_status());
-  w.Key("error");
-  w.String(InfoFor(status.code()).name);
-  w.Key("message");
-  std::string m = text::SanitizeUtf8(status.message());
-  w.String(m.c_str());
-  w.EndObject();
-  out.SendWhole(status.http_status(), h, sb.GetString()).ok();
-}
-
-AuthRequest AuthOf(const HttpRequest& request) {
-  AuthRequest auth;
-  std::string h = text::Trim(request.Header("authorization"));
-  if (h.size() > 7 && text::ToLower(h.substr(0, 7)) == "bearer ")
-    auth.bearer_token = text::Trim(h.substr(7));
-  return auth;
-}
-
-std::string RandomBoundary() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char* kHex = "0123456789abcdef";
-  std::string b = "si-";
-  for (int i = 0; i < 32; ++i) b += kHex[rng() & 15];
-  return b;
 }
 
 // Writes one instance file as a multipart part, in bounded reads.
@@ -169,6 +121,55 @@ class PassThroughWriter final : public PassThroughSink {
 };
 
 }  // namespace
+
+HeaderList CorsHeaders(const HttpRequest& request) {
+  HeaderList h;
+  std::string origin = request.Header("origin");
+  if (!origin.empty()) {
+    h.emplace_back("Access-Control-Allow-Origin", origin);
+    h.emplace_back("Vary", "Origin");
+    h.emplace_back("Access-Control-Expose-Headers",
+                   "Content-Type, Content-Length, Content-Location, Retry-After, Link");
+  }
+  return h;
+}
+
+// DICOMweb has no error body format of its own; a small JSON object says what
+// went wrong without leaking anything about tokens or other studies.
+void SendWadoError(const HttpRequest& request, ResponseChannel& out, const Status& status) {
+  HeaderList h = CorsHeaders(request);
+  h.emplace_back("Content-Type", "application/json; charset=utf-8");
+  if (status.code() == ErrorCode::kUnauthorized) h.emplace_back("WWW-Authenticate", "Bearer");
+  if (status.code() == ErrorCode::kUnavailable) h.emplace_back("Retry-After", RetryAfterOf(status));
+  rapidjson::StringBuffer sb;
+  schema::JsonWriter w(sb);
+  w.StartObject();
+  w.Key("status");
+  w.Int(status.http_status());
+  w.Key("error");
+  w.String(InfoFor(status.code()).name);
+  w.Key("message");
+  std::string m = text::SanitizeUtf8(status.message());
+  w.String(m.c_str());
+  w.EndObject();
+  out.SendWhole(status.http_status(), h, sb.GetString()).ok();
+}
+
+AuthRequest AuthOf(const HttpRequest& request) {
+  AuthRequest auth;
+  std::string h = text::Trim(request.Header("authorization"));
+  if (h.size() > 7 && text::ToLower(h.substr(0, 7)) == "bearer ")
+    auth.bearer_token = text::Trim(h.substr(7));
+  return auth;
+}
+
+std::string RandomBoundary() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* kHex = "0123456789abcdef";
+  std::string b = "si-";
+  for (int i = 0; i < 32; ++i) b += kHex[rng() & 15];
+  return b;
+}
 
 std::string Facade::RedactForLog(std::string_view raw_path) {
   std::string path(raw_path.substr(0, raw_path.find('?')));
@@ -280,6 +281,9 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
         NotFound("resource type '" + type + "' is not supported; this server offers ImagingStudy"));
   }
 
+  // QIDO-RS and /bulk (facade/dicomweb_routes.cpp).
+  if (HandleDicomWebRoute(service_, bulk_, tenant, request, out, rest)) return;
+
   // WADO-RS: wado/{token}/studies/{S}[/series/{SE}[/instances/{I}]][/metadata]
   if (rest.size() < 4 || rest[0] != "wado" || rest[2] != "studies")
     return SendWadoError(request, out, NotFound("no such resource"));
@@ -356,8 +360,11 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     if (!plan.ok()) return SendWadoError(request, out, plan.status());
     auto objects = tenant.source->Metadata(scope);
     if (!objects.ok()) return SendWadoError(request, out, objects.status());
+    const std::string root =
+        service_.settings().base_url + tenant.config.url_prefix + "/wado/" + rest[1] + "/";
     std::string body = "[";
-    for (size_t k = 0; k < objects->size(); ++k) body += (k ? "," : "") + (*objects)[k];
+    for (size_t k = 0; k < objects->size(); ++k)
+      body += (k ? "," : "") + ResolveBulkDataUris((*objects)[k], root);
     body += "]";
     HeaderList h = CorsHeaders(request);
     h.emplace_back("Content-Type", "application/dicom+json");

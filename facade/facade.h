@@ -6,13 +6,17 @@
 #include <string_view>
 
 #include "facade/http_server.h"
+#include "src/bulk_data.h"
 #include "src/imaging_service.h"
 
 namespace si::facade {
 
 class Facade {
  public:
-  explicit Facade(const ImagingService& service) : service_(service) {}
+  // bulk reads attribute values for /bulk of file-serving sources; it may be null
+  // (those requests then get 501) and must outlive the facade.
+  explicit Facade(const ImagingService& service, const BulkDataReader* bulk = nullptr)
+      : service_(service), bulk_(bulk) {}
   // Runs on an HTTP worker thread; may block while streaming.
   void Handle(HttpRequest& request, ResponseChannel& response) const;
 
@@ -21,6 +25,7 @@ class Facade {
 
  private:
   const ImagingService& service_;
+  const BulkDataReader* bulk_;
 };
 
 }  // namespace si::facade

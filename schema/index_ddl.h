@@ -5,7 +5,7 @@
 
 namespace si::schema {
 
-inline constexpr std::array<const char*, 4> kIndexMigrations = {
+inline constexpr std::array<const char*, 5> kIndexMigrations = {
     // 1: folder index
     R"SQL(
 CREATE TABLE files (
@@ -76,6 +76,11 @@ CREATE TABLE study_access (
   study_uid TEXT PRIMARY KEY,
   last_access INTEGER NOT NULL
 );
+)SQL",
+    // 5: metadata gains BulkDataURIs: every file is parsed again on the next scan
+    // (a size/mtime no file has makes each one look changed)
+    R"SQL(
+UPDATE files SET mtime_ns = -1;
 )SQL",
 };
 

@@ -264,6 +264,12 @@ Result<WadoAccess> ImagingService::AuthorizeWado(const Tenant& tenant, const Aut
   return access;
 }
 
+Result<std::string> ImagingService::BoundStudy(std::string_view token) const {
+  auto binding = codec_.Verify(token);
+  if (!binding.ok()) return binding.status();
+  return binding->study_uid;
+}
+
 Result<std::vector<StoredInstance>> ImagingService::PlanWado(const WadoAccess& access,
                                                              const RetrieveScope& scope) const {
   auto plan = access.tenant->source->PlanRetrieval(scope);

@@ -70,6 +70,10 @@ class ImagingService {
   Result<WadoAccess> AuthorizeWado(const Tenant& tenant, const AuthRequest& auth,
                                    std::string_view token, const std::string& study_uid) const;
 
+  // The study a verified token binds: QIDO at the WADO root names no study in its
+  // path. The token's own error when it does not verify.
+  Result<std::string> BoundStudy(std::string_view token) const;
+
   // The instances of a WADO scope, after checking that every one belongs to the
   // token's patient (a study mixing patients is refused whole).
   Result<std::vector<StoredInstance>> PlanWado(const WadoAccess& access,

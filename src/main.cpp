@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "dimse/bulk_data_reader.h"
 #include "dimse/dcmtk_setup.h"
 #include "dimse/dicom_file.h"
 #include "dimse/dimse_client.h"
@@ -203,6 +204,7 @@ int Serve(const std::map<std::string, std::string>& flags) {
   si::SystemClock clock;
   si::StudyTokenCodec codec(path_key, clock, std::chrono::seconds(ttl));
   si::dimse::DcmtkInstanceParser parser;
+  si::dimse::DcmtkBulkDataReader bulk_reader;  // outlives the HTTP server below
   std::filesystem::path cache_dir = v["dimse-dir"];
 
   // Tenants that read the same folder share one index and one rescanner.
@@ -364,7 +366,7 @@ int Serve(const std::map<std::string, std::string>& flags) {
       return 1;
     }
   }
-  facade = std::make_unique<si::facade::Facade>(*service);
+  facade = std::make_unique<si::facade::Facade>(*service, &bulk_reader);
   ready = facade.get();
   double startup_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();

@@ -2,12 +2,14 @@
 
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
+#include <sqlite3.h>
 
 #include <fstream>
 
 #include "dimse/dcmtk_setup.h"
 #include "dimse/dicom_file.h"
 #include "dimse/samples.h"
+#include "src/bulk_data.h"
 #include "src/folder_source.h"
 #include "tests/unit/test_support.h"
 
@@ -66,7 +68,7 @@ TEST_F(FolderIndexTest, IndexesEveryStudyWithSeriesAndInstances) {
   for (auto& s : *danae) EXPECT_EQ(s.patient_id, "293ee354-f8ad-4345-b10c-759fdfdcc082");
 }
 
-TEST_F(FolderIndexTest, MetadataIsDicomJsonWithoutPixelData) {
+TEST_F(FolderIndexTest, MetadataIsDicomJsonWithPixelDataAsPlaceholderBulkDataUri) {
   auto index = Open();
   ASSERT_TRUE(index->Rescan().ok());
   auto metadata = index->FindMetadata(summaries_.front().study_uid, std::nullopt, std::nullopt);
@@ -77,8 +79,39 @@ TEST_F(FolderIndexTest, MetadataIsDicomJsonWithoutPixelData) {
   ASSERT_FALSE(d.HasParseError());
   EXPECT_STREQ(d["0020000D"]["vr"].GetString(), "UI");
   EXPECT_STREQ(d["0020000D"]["Value"][0].GetString(), summaries_.front().study_uid.c_str());
-  EXPECT_FALSE(d.HasMember("7FE00010"));
+  // Pixel data by reference only: the placeholder the facade swaps for its WADO root.
+  ASSERT_TRUE(d.HasMember("7FE00010"));
+  EXPECT_FALSE(d["7FE00010"].HasMember("InlineBinary"));
+  std::string sop = d["00080018"]["Value"][0].GetString();
+  std::string series = d["0020000E"]["Value"][0].GetString();
+  EXPECT_EQ(d["7FE00010"]["BulkDataURI"].GetString(),
+            BulkDataPlaceholderUri(summaries_.front().study_uid, series, sop, 0x7FE00010));
   EXPECT_TRUE(d.HasMember("00280010"));  // Rows stays
+}
+
+TEST_F(FolderIndexTest, MigrationFiveParsesAnOlderIndexAgainOnce) {
+  {
+    auto index = Open();
+    ASSERT_TRUE(index->Rescan().ok());
+  }
+  // Make it an index of schema 4, whose metadata had no BulkDataURIs.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((cache_.path() / "index.sqlite").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE instances SET metadata_json='{}'; PRAGMA user_version=4;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  int expected = 0;
+  for (auto& s : summaries_) expected += s.instance_count;
+  auto index = Open();
+  auto stats = index->Rescan();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->added, expected);  // every file parsed again
+  auto metadata = index->FindMetadata(summaries_.front().study_uid, std::nullopt, std::nullopt);
+  ASSERT_TRUE(metadata.ok());
+  ASSERT_FALSE(metadata->empty());
+  EXPECT_NE(metadata->front().find(std::string(kBulkDataPlaceholder)), std::string::npos);
+  EXPECT_EQ(index->Rescan()->added, 0);  // and only once
 }
 
 TEST_F(FolderIndexTest, SkipsJunkAndFollowsChangesWithoutRestart) {
