@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "facade/http_server.h"
+#include "facade/pixel_routes.h"
 #include "src/bulk_data.h"
 #include "src/imaging_service.h"
 
@@ -13,10 +14,12 @@ namespace si::facade {
 
 class Facade {
  public:
-  // bulk reads attribute values for /bulk of file-serving sources; it may be null
-  // (those requests then get 501) and must outlive the facade.
-  explicit Facade(const ImagingService& service, const BulkDataReader* bulk = nullptr)
-      : service_(service), bulk_(bulk) {}
+  // bulk reads attribute values for /bulk of file-serving sources; pixels does frames,
+  // transcoding and rendering. Either may be null (those requests then get 501) and
+  // must outlive the facade.
+  explicit Facade(const ImagingService& service, const BulkDataReader* bulk = nullptr,
+                  const PixelService* pixels = nullptr)
+      : service_(service), bulk_(bulk), pixel_routes_(service, pixels) {}
   // Runs on an HTTP worker thread; may block while streaming.
   void Handle(HttpRequest& request, ResponseChannel& response) const;
 
@@ -26,6 +29,7 @@ class Facade {
  private:
   const ImagingService& service_;
   const BulkDataReader* bulk_;
+  PixelRoutes pixel_routes_;
 };
 
 }  // namespace si::facade
