@@ -67,6 +67,20 @@ function assertRendered(result, { root, study, label }) {
   assert.ok(frames.length > 0, `${label}: OHIF fetched frames:\n${listing}`);
   for (const u of frames) assert.ok(u.startsWith(`/studies/${study.studyUid}/series/`), `${label}: frame outside the study: ${u}`);
   assert.ok(result.screenshot && fs.statSync(result.screenshot).size > 0, `${label}: screenshot kept`);
+  return calls;
+}
+
+// Through the facade every study search, also OHIF's search of the patient's other studies
+// (PatientID only), names the bound study and no other.
+function assertOnlyBoundStudy(calls, study, label) {
+  const searches = calls.filter((r) => /\/studies$/.test(new URL(r.url).pathname));
+  assert.ok(searches.some((r) => new URL(r.url).searchParams.has('00100020')),
+    `${label}: OHIF searched the patient's studies: ${searches.map((r) => r.url)}`);
+  for (const r of searches) {
+    assert.equal(typeof r.body, 'string', `${label}: body of ${r.url} kept`);
+    const uids = (r.body ? JSON.parse(r.body) : []).map((d) => d['0020000D'] && d['0020000D'].Value[0]);
+    assert.deepEqual(uids, [study.studyUid], `${label}: ${r.url} answered ${uids}`);
+  }
 }
 
 describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: unavailable || false }, () => {
@@ -123,7 +137,12 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
     const r = await view('orthanc', (port) => `http://127.0.0.1:${port}/dicom-web`,
       { proxy: { prefix: '/dicom-web', target: orthanc.root, headers: { authorization: orthanc.auth } },
         logs: orthanc.log });
-    assertRendered(r, { root: r.rootUrl, study, label: 'orthanc' });
+    const calls = assertRendered(r, { root: r.rootUrl, study, label: 'orthanc' });
+    // Orthanc answers the patient's other studies too: the facade cases' "only the bound study"
+    // is then a real restriction, not what any server would say.
+    const others = calls.filter((x) => new URL(x.url).searchParams.has('00100020'));
+    assert.ok(others.length > 0 && others.every((x) => JSON.parse(x.body).length > 1),
+      `Orthanc listed more than one study of the patient: ${others.map((x) => x.body && JSON.parse(x.body).length)}`);
     t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}, dismissed ${JSON.stringify(r.dismissed)}`);
   });
 
@@ -144,7 +163,7 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
     cleanups.push(() => srv.stop());
     const address = await endpointAddress(srv, 'open');
     const r = await view('facade-folder', address, { logs: srv.logs });
-    assertRendered(r, { root: address, study, label: 'facade folder' });
+    assertOnlyBoundStudy(assertRendered(r, { root: address, study, label: 'facade folder' }), study, 'facade folder');
     t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}`);
     await srv.stop();
   });
@@ -159,7 +178,7 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
     const address = await endpointAddress(srv, 'open');
     const r = await view('facade-preflight', address,
       { source: { omitQuotationForMultipartRequest: false }, logs: srv.logs });
-    assertRendered(r, { root: address, study, label: 'facade preflight' });
+    assertOnlyBoundStudy(assertRendered(r, { root: address, study, label: 'facade preflight' }), study, 'facade preflight');
     const frames = r.requests.filter((x) => /\/frames\/\d+$/.test(new URL(x.url).pathname));
     assert.ok(frames.some((x) => /type="application\/octet-stream"/.test(x.accept || '')),
       `OHIF sent quoted frame Accept headers: ${frames.map((x) => x.accept)}`);
@@ -177,7 +196,7 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
     cleanups.push(() => srv.stop());
     const address = await endpointAddress(srv, 'web');
     const r = await view('facade-dicomweb', address, { logs: srv.logs });
-    assertRendered(r, { root: address, study, label: 'facade dicom-web' });
+    assertOnlyBoundStudy(assertRendered(r, { root: address, study, label: 'facade dicom-web' }), study, 'facade dicom-web');
     t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}`);
     await srv.stop();
   });
@@ -194,7 +213,7 @@ describe('OHIF renders a study in headless Chromium', { timeout: 300000, skip: u
     cleanups.push(() => srv.stop());
     const address = await endpointAddress(srv, 'pacs');
     const r = await view('facade-dimse', address, { logs: srv.logs });
-    assertRendered(r, { root: address, study, label: 'facade dimse' });
+    assertOnlyBoundStudy(assertRendered(r, { root: address, study, label: 'facade dimse' }), study, 'facade dimse');
     t.diagnostic(`screenshot ${r.screenshot}, requests ${r.list}`);
     await srv.stop();
     await pacs.cleanup();

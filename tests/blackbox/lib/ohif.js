@@ -192,7 +192,7 @@ function canvasStatsInPage() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // openViewer({ohifUrl, studyUid, artifact, timeoutMs, stallMs, isImage}) ->
-//   {stats, requests: [{method, url, status, accept, failure}], console: [...], screenshot}
+//   {stats, requests: [{method, url, status, accept, failure, body (QIDO /studies only)}], console: [...], screenshot}
 // Resolves once the canvas shows an image (isImage(stats)), or rejects with the browser console and
 // the requests made so far.
 async function openViewer({ ohifUrl, studyUid, artifact, timeoutMs = 90000, stallMs = 10000,
@@ -221,7 +221,14 @@ async function openViewer({ ohifUrl, studyUid, artifact, timeoutMs = 90000, stal
     page.on('requestfinished', async (r) => {
       lastActivity = Date.now();
       const e = entry.get(r);
-      try { const res = await r.response(); if (e && res) e.status = res.status(); } catch (_) { /* closed */ }
+      try {
+        const res = await r.response();
+        if (e && res) {
+          e.status = res.status();
+          // QIDO study answers are small: kept, so a test can see what OHIF was told.
+          if (/\/studies$/.test(new URL(e.url).pathname) && e.status === 200) e.body = (await res.body()).toString('utf8');
+        }
+      } catch (_) { /* closed */ }
     });
     page.on('requestfailed', (r) => { lastActivity = Date.now(); const e = entry.get(r); if (e) e.failure = r.failure()?.errorText || 'failed'; });
 
