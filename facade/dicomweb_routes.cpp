@@ -89,8 +89,12 @@ void HandleQido(const ImagingService& service, const Tenant& tenant, const HttpR
 
   const std::string root = PublicRoot(service, tenant, token);
   std::string body = "[]";
-  auto objects = InstanceObjects(service, *access, scope, root);
-  if (objects.ok()) {
+  auto objects = qido::ExcludesStudy(*query, study_uid)
+                     ? Result<std::vector<std::string>>(std::vector<std::string>{})
+                     : InstanceObjects(service, *access, scope, root);
+  if (objects.ok() && objects->empty()) {
+    // Nothing can match: "[]" without building anything.
+  } else if (objects.ok()) {
     auto built = qido::BuildResponse(*query, *objects, root);
     if (!built.ok()) return SendWadoError(request, out, built.status());
     body = std::move(built).value();
@@ -103,21 +107,27 @@ void HandleQido(const ImagingService& service, const Tenant& tenant, const HttpR
   out.SendWhole(200, h, body).ok();
 }
 
-// PS3.18 8.7.3.5: bulk data as multipart/related of application/octet-stream.
-Status NegotiateBulk(std::string_view accept) {
-  if (text::Trim(accept).empty()) return Status::Ok();
+// PS3.18 8.7.3.5: bulk data as multipart/related of application/octet-stream. Values
+// are served as stored: "*" (or no transfer-syntax) takes anything; Explicit VR Little
+// Endian, the default, suits every value but encapsulated pixel data (checked once read).
+struct BulkAccept {
+  bool as_stored = false;  // else explicit little endian only
+};
+
+Result<BulkAccept> NegotiateBulk(std::string_view accept) {
+  if (text::Trim(accept).empty()) return BulkAccept{true};
+  std::optional<BulkAccept> best;
   for (auto& r : ParseAccept(accept)) {
     if (r.q <= 0) continue;
-    if (r.type == "*/*" || r.type == "multipart/*") return Status::Ok();
-    if (r.type == "multipart/related") {
-      auto type = r.params.find("type");
-      auto syntax = r.params.find("transfer-syntax");
-      bool type_ok = type == r.params.end() || type->second == "application/octet-stream";
-      // Values are served as stored: "*" or no transfer-syntax.
-      bool syntax_ok = syntax == r.params.end() || syntax->second == "*";
-      if (type_ok && syntax_ok) return Status::Ok();
-    }
+    if (r.type == "*/*" || r.type == "multipart/*") return BulkAccept{true};
+    if (r.type != "multipart/related") continue;
+    auto type = r.params.find("type");
+    if (type != r.params.end() && type->second != "application/octet-stream") continue;
+    auto syntax = r.params.find("transfer-syntax");
+    if (syntax == r.params.end() || syntax->second == "*") return BulkAccept{true};
+    if (syntax->second == "1.2.840.10008.1.2.1") best = BulkAccept{false};
   }
+  if (best) return *best;
   return NotAcceptable(
       "bulk data is available as multipart/related; type=\"application/octet-stream\"");
 }
@@ -138,8 +148,8 @@ void HandleBulk(const ImagingService& service, const BulkDataReader* reader, con
   for (auto* uid : {&scope.study_uid, &*scope.series_uid, &*scope.sop_uid})
     if (!text::IsValidUid(*uid))
       return SendWadoError(request, out, InvalidArgument("malformed UID in path"));
-  if (Status accept = NegotiateBulk(request.Header("accept")); !accept.ok())
-    return SendWadoError(request, out, accept);
+  auto accept = NegotiateBulk(request.Header("accept"));
+  if (!accept.ok()) return SendWadoError(request, out, accept.status());
   auto access = service.AuthorizeWado(tenant, AuthOf(request), rest[1], scope.study_uid);
   if (!access.ok()) return SendWadoError(request, out, access.status());
   if (!reader)
@@ -153,6 +163,10 @@ void HandleBulk(const ImagingService& service, const BulkDataReader* reader, con
     return SendWadoError(request, out, Status(ErrorCode::kBadGateway, "instance not delivered"));
   auto value = reader->Read(delivered.paths.front(), *tag);
   if (!value.ok()) return SendWadoError(request, out, value.status());
+  if (value->encapsulated && !accept->as_stored)
+    return SendWadoError(request, out,
+                         NotAcceptable("this pixel data is stored compressed; ask for "
+                                       "transfer-syntax=* to get its frames as stored"));
 
   std::string boundary = RandomBoundary();
   std::string part_type = "application/octet-stream";

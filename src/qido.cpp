@@ -336,6 +336,18 @@ Result<Query> ParseQuery(Level level, const ParamList& params) {
   return q;
 }
 
+bool ExcludesStudy(const Query& query, const std::string& study_uid) {
+  rapidjson::Document attr;
+  attr.SetObject();
+  attr.AddMember("vr", "UI", attr.GetAllocator());
+  rapidjson::Value values(rapidjson::kArrayType);
+  values.PushBack(rapidjson::Value(study_uid.c_str(), attr.GetAllocator()), attr.GetAllocator());
+  attr.AddMember("Value", values, attr.GetAllocator());
+  for (auto& key : query.keys)
+    if (key.tag == kStudyUid && !AttrMatches(&attr, key.value, query.fuzzy)) return true;
+  return false;
+}
+
 Result<std::vector<std::string>> SplitArray(std::string_view json) {
   Doc doc;
   doc.Parse(json.data(), json.size());

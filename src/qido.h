@@ -59,6 +59,10 @@ Result<Query> ParseQuery(Level level, const ParamList& params);
 Result<std::string> BuildResponse(const Query& query, const std::vector<std::string>& instances,
                                   const std::string& retrieve_root);
 
+// Whether the query's StudyInstanceUID keys already rule the study out, so its
+// metadata need not be fetched (for a PACS: a whole retrieval) to answer "[]".
+bool ExcludesStudy(const Query& query, const std::string& study_uid);
+
 // A JSON array's elements as separate JSON texts (for sources that deliver the
 // study's metadata as one array). BadGateway when it is not an array of objects.
 Result<std::vector<std::string>> SplitArray(std::string_view json);

@@ -83,6 +83,9 @@ function qidoSuite(ctx) {
     // A path naming another study is refused as WADO refuses it.
     const r = await h.request(`${ctx().root}/studies/${otherUid}/series`, { headers: { accept: 'application/dicom+json' } });
     h.assertStatus(r, [403, 404]);
+    // A token that does not verify gets nothing at the WADO root either.
+    const bad = ctx().root.replace(/\/wado\/[^/]+/, '/wado/not-a-token');
+    h.assertStatus(await h.request(`${bad}/studies`), 403);
   });
 
   it('searchForSeries gives every series in number order, with modality and instance count', async () => {
@@ -230,6 +233,12 @@ function qidoSuite(ctx) {
     h.assertStatus(await h.request(`${base}/7fe0001`), 400);
     h.assertStatus(await h.request(`${base}/zzzzzzzz`), 400);
     h.assertStatus(await h.request(`${base}/7fe00010`, { headers: { accept: 'multipart/related; type="image/png"' } }), 406);
+    if (!ctx().passThrough) {
+      // Native values are Explicit VR Little Endian already; other syntaxes would need transcoding.
+      const ele = await h.request(`${base}/7fe00010`, { headers: { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1' } });
+      h.assertStatus(ele, 200);
+      h.assertStatus(await h.request(`${base}/7fe00010`, { headers: { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50' } }), 406);
+    }
     // Unquoted type, as OHIF sends it; any attribute can be asked for: SOP Instance UID here.
     const parts = await client().retrieveBulkData({ BulkDataURI: `${base}/00080018` });
     assert.equal(parts.length, 1);

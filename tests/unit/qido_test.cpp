@@ -77,6 +77,18 @@ TEST(Qido, KeysThatReachBeyondTheStudyMatchNothing) {
   EXPECT_EQ(Answer(Level::kStudy, {{"0020000D", "1.2.3"}}).Size(), 1u);
 }
 
+TEST(Qido, StudyUidKeysCanRuleTheStudyOutBeforeAnyFetch) {
+  auto q = ParseQuery(Level::kStudy, {{"StudyInstanceUID", "1.2.4"}});
+  ASSERT_TRUE(q.ok());
+  EXPECT_TRUE(ExcludesStudy(*q, "1.2.3"));
+  q = ParseQuery(Level::kSeries, {{"StudyInstanceUID", "1.2.4,1.2.3"}, {"PatientID", "x"}});
+  EXPECT_FALSE(ExcludesStudy(*q, "1.2.3"));
+  q = ParseQuery(Level::kInstance, {{"0020000D", "1.2.*"}});
+  EXPECT_FALSE(ExcludesStudy(*q, "1.2.3"));
+  q = ParseQuery(Level::kStudy, {});
+  EXPECT_FALSE(ExcludesStudy(*q, "1.2.3"));
+}
+
 TEST(Qido, SeriesInNumberOrderWithCounts) {
   auto d = Answer(Level::kSeries, {});
   EXPECT_EQ(Uids(d, "0020000E"), (std::vector<std::string>{"1.2.3.1", "1.2.3.2"}));
