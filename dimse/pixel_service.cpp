@@ -227,6 +227,8 @@ Result<std::vector<Frame>> DcmtkPixelService::ExtractFrames(const std::string& p
   const int n = NumberOfFrames(*l.dataset);
   SI_RETURN_IF_ERROR(CheckFrameRange(frames, n));
   std::string written = target == "*" ? l.stored : target;
+  OFString stored_photometric;
+  l.dataset->findAndGetOFString(DCM_PhotometricInterpretation, stored_photometric);
   std::unique_ptr<DcmRepresentationParameter> param;
   if (written != l.stored) {
     SI_RETURN_IF_ERROR(Convert(l, written, param));
@@ -238,6 +240,19 @@ Result<std::vector<Frame>> DcmtkPixelService::ExtractFrames(const std::string& p
     // (deflate and big endian are undone on reading).
     if (written != ts::kImplicitLE) written = ts::kExplicitLE;
     bytes = NativeFrames(l, frames);
+    OFString now_photometric;
+    l.dataset->findAndGetOFString(DCM_PhotometricInterpretation, now_photometric);
+    Geometry g = GeometryOf(*l.dataset);
+    if (bytes.ok() && stored_photometric == "YBR_FULL_422" && now_photometric == "YBR_FULL" &&
+        g.samples == 3 && g.bits_allocated == 8) {
+      Uint16 planar = 0;
+      l.dataset->findAndGetUint16(DCM_PlanarConfiguration, planar);
+      for (std::string& frame : *bytes) {
+        auto packed = PackYbrFull422(frame, g.rows, g.columns, planar == 1);
+        if (!packed.ok()) return packed.status();
+        frame = std::move(*packed);
+      }
+    }
   } else {
     DcmPixelData* pd = PixelDataOf(*l.dataset);
     DcmPixelSequence* seq = nullptr;

@@ -217,4 +217,30 @@ std::pair<int, int> FitViewport(int columns, int rows, int vw, int vh) {
   return {std::max(1, w), vh};
 }
 
+Result<std::string> PackYbrFull422(std::string_view ybr_full, int rows, int columns,
+                                   bool by_plane) {
+  if (rows <= 0 || columns <= 0) return InvalidArgument("empty frame");
+  if (columns % 2 != 0)
+    return NotAcceptable("YBR_FULL_422 needs an even number of columns, this frame has " +
+                         std::to_string(columns));
+  const size_t pixels = size_t(rows) * size_t(columns);
+  if (ybr_full.size() != pixels * 3)
+    return InvalidArgument("a YBR_FULL frame of " + std::to_string(rows) + "x" +
+                           std::to_string(columns) + " needs " + std::to_string(pixels * 3) +
+                           " bytes");
+  auto sample = [&](size_t pixel, int channel) -> unsigned {
+    return static_cast<uint8_t>(by_plane ? ybr_full[size_t(channel) * pixels + pixel]
+                                         : ybr_full[pixel * 3 + size_t(channel)]);
+  };
+  std::string out;
+  out.reserve(pixels * 2);
+  for (size_t p = 0; p < pixels; p += 2) {
+    out += static_cast<char>(sample(p, 0));
+    out += static_cast<char>(sample(p + 1, 0));
+    out += static_cast<char>((sample(p, 1) + sample(p + 1, 1) + 1) / 2);
+    out += static_cast<char>((sample(p, 2) + sample(p + 1, 2) + 1) / 2);
+  }
+  return out;
+}
+
 }  // namespace si

@@ -51,6 +51,14 @@ struct FrameFormat {
 Result<FrameFormat> NegotiateFrames(std::string_view accept, const std::string& stored,
                                     size_t frame_count);
 
+// Native YBR_FULL_422 (PS3.3 C.7.6.3.1.2) from full-resolution 8-bit YBR_FULL: each
+// horizontal pixel pair becomes Y1 Y2 Cb Cr with the pair's chroma averaged. A JPEG
+// stored as YBR_FULL_422 decodes to full resolution; repacking keeps the native frames
+// what the instance's metadata says (viewers trust PhotometricInterpretation).
+// by_plane: the input is colour-by-plane (PlanarConfiguration 1). NotAcceptable
+// for an odd number of columns, InvalidArgument for a size that does not fit.
+Result<std::string> PackYbrFull422(std::string_view ybr_full, int rows, int columns, bool by_plane);
+
 enum class WindowFunction { kLinear, kLinearExact, kSigmoid };
 struct Window {
   double center = 0;

@@ -166,5 +166,23 @@ TEST(RenderRequest, ParametersAndAccept) {
   EXPECT_EQ(ParseRenderRequest({}, "image/gif", false).status().code(), ErrorCode::kNotAcceptable);
 }
 
+TEST(YbrFull422, PacksPixelPairsWithAveragedChroma) {
+  // Two rows of two pixels, colour-by-pixel: (Y, Cb, Cr) per pixel.
+  std::string by_pixel = {10, 100, (char)200, 20, 102, (char)201,  // row 1
+                          30, 50,  60,        40, 51,  61};        // row 2
+  auto packed = PackYbrFull422(by_pixel, 2, 2, false);
+  ASSERT_TRUE(packed.ok());
+  EXPECT_EQ(*packed, std::string({10, 20, 101, (char)201, 30, 40, 51, 61}));
+  // The same frame colour-by-plane: all Y, then all Cb, then all Cr.
+  std::string by_plane = {10, 20, 30, 40, 100, 102, 50, 51, (char)200, (char)201, 60, 61};
+  auto planar = PackYbrFull422(by_plane, 2, 2, true);
+  ASSERT_TRUE(planar.ok());
+  EXPECT_EQ(*planar, *packed);
+  EXPECT_EQ(PackYbrFull422(std::string(9, 0), 1, 3, false).status().code(),
+            ErrorCode::kNotAcceptable);
+  EXPECT_EQ(PackYbrFull422(std::string(5, 0), 1, 2, false).status().code(),
+            ErrorCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace si

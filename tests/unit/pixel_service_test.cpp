@@ -161,18 +161,21 @@ TEST_F(PixelServiceTest, NearLosslessAndBaselineStayClose) {
   }
   EXPECT_LE(max_diff, 2);
 
-  // RGB -> JPEG baseline (YBR_FULL_422) -> native: the pixels stay YBR (full
-  // resolution); converted back to RGB they are close to the source.
+  // RGB -> JPEG baseline (YBR_FULL_422) -> native: the pixels stay YBR, packed as the
+  // stored PhotometricInterpretation says (Y1 Y2 Cb Cr per pixel pair, PS3.3
+  // C.7.6.3.1.2); converted back to RGB they are close to the source.
   auto jpeg = px_.Transcode(PathOf("rgb"), ts::kJpegBaseline);
   ASSERT_TRUE(jpeg.ok()) << jpeg.status().message();
   auto ybr = px_.ExtractFrames(Save("ybr.dcm", *jpeg), {1}, ts::kExplicitLE);
   ASSERT_TRUE(ybr.ok());
   const std::string& y = ybr->front().bytes;
-  ASSERT_EQ(y.size(), static_cast<size_t>(kRows * kCols * 3));
+  ASSERT_EQ(y.size(), static_cast<size_t>(kRows * kCols * 2));
   double total = 0;
   for (int i = 0; i < kRows * kCols; ++i) {
-    double Y = static_cast<uint8_t>(y[3 * i]), Cb = static_cast<uint8_t>(y[3 * i + 1]) - 128.0,
-           Cr = static_cast<uint8_t>(y[3 * i + 2]) - 128.0;
+    size_t pair = static_cast<size_t>(i / 2) * 4;
+    double Y = static_cast<uint8_t>(y[pair + i % 2]),
+           Cb = static_cast<uint8_t>(y[pair + 2]) - 128.0,
+           Cr = static_cast<uint8_t>(y[pair + 3]) - 128.0;
     double rgb[3] = {Y + 1.402 * Cr, Y - 0.344136 * Cb - 0.714136 * Cr, Y + 1.772 * Cb};
     for (int k = 0; k < 3; ++k)
       total += std::abs(std::clamp(rgb[k], 0.0, 255.0) - RgbValue(i / kCols, i % kCols, k));
