@@ -3,8 +3,11 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdict.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcrleerg.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpeg/djencode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/dcmjpls/djencode.h>
 #include <dcmtk/dcmnet/dcmtrans.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/oflog/oflog.h>
@@ -33,9 +36,16 @@ Status InitializeDcmtk() {
           "); install libdcmtk17 (/usr/share/libdcmtk17/dicom.dic) or set DCMDICTPATH");
       return;
     }
-    DJDecoderRegistration::registerCodecs();
+    // Decoded YBR JPEG stays YBR (DCMTK then writes PhotometricInterpretation
+    // YBR_FULL for the decoded pixels), so what we serve says what it is.
+    DJDecoderRegistration::registerCodecs(EDC_never);
     DJLSDecoderRegistration::registerCodecs();
     DcmRLEDecoderRegistration::registerCodecs();
+    // Encoders for transcoding on request: UIDs never change (the instance is the
+    // same one the metadata describes); lossless stays bit-exact.
+    DJEncoderRegistration::registerCodecs(ECC_lossyYCbCr, EUC_never);
+    DJLSEncoderRegistration::registerCodecs(0, 0, 0, 0, OFTrue, 0, OFTrue, EJLSUC_never);
+    DcmRLEEncoderRegistration::registerCodecs(OFFalse);
   });
   return result;
 }

@@ -11,6 +11,7 @@
 #include "schema/fhir_resources.h"
 #include "src/accept.h"
 #include "src/log.h"
+#include "src/pixel_params.h"
 #include "src/text.h"
 
 namespace si::facade {
@@ -170,6 +171,14 @@ class PassThroughWriter final : public PassThroughSink {
 
 }  // namespace
 
+namespace internal {
+HeaderList CorsHeaders(const HttpRequest& request) { return facade::CorsHeaders(request); }
+void SendWadoError(const HttpRequest& request, ResponseChannel& out, const Status& status) {
+  facade::SendWadoError(request, out, status);
+}
+std::string RandomBoundary() { return facade::RandomBoundary(); }
+}  // namespace internal
+
 std::string Facade::RedactForLog(std::string_view raw_path) {
   std::string path(raw_path.substr(0, raw_path.find('?')));
   auto segments = text::Split(path, '/');
@@ -300,10 +309,13 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     metadata = true;
     ++i;
   }
-  // frames/{list} and bulk/{tag...} of an instance: passed-through sources only.
+  // frames/{list} and bulk/{tag...} of an instance, rendered and thumbnail at any
+  // level: passed through as they are for passed-through sources.
   std::string suffix;
-  if (scope.sop_uid && i + 1 < rest.size() && (rest[i] == "frames" || rest[i] == "bulk") &&
-      tenant.source && tenant.source->SupportsPassThrough()) {
+  const bool passes_through = tenant.source && tenant.source->SupportsPassThrough();
+  if (passes_through && i < rest.size() &&
+      ((scope.sop_uid && i + 1 < rest.size() && (rest[i] == "frames" || rest[i] == "bulk")) ||
+       rest[i] == "rendered" || rest[i] == "thumbnail")) {
     for (; i < rest.size(); ++i) {
       for (char c : rest[i])
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != ',' && c != '.')
@@ -311,6 +323,12 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
                                InvalidArgument("malformed frame list or bulk data path"));
       suffix += (suffix.empty() ? "" : "/") + rest[i];
     }
+  }
+  // Frames, rendered and thumbnails of local files: facade/pixel_routes.cpp.
+  std::vector<std::string> pixel_tail;
+  if (!passes_through && !metadata && i < rest.size() && IsPixelRoute(rest[i])) {
+    pixel_tail.assign(rest.begin() + static_cast<long>(i), rest.end());
+    i = rest.size();
   }
   if (i != rest.size()) return SendWadoError(request, out, NotFound("no such resource"));
   for (auto* uid : {&scope.study_uid, scope.series_uid ? &*scope.series_uid : nullptr,
@@ -320,6 +338,8 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
 
   auto access = service_.AuthorizeWado(tenant, AuthOf(request), rest[1], scope.study_uid);
   if (!access.ok()) return SendWadoError(request, out, access.status());
+  if (!pixel_tail.empty())
+    return pixel_routes_.Handle(request, out, tenant, *access, scope, pixel_tail);
 
   if (tenant.source->SupportsPassThrough()) {
     // Existence and the patient check before the first byte; then the upstream's
@@ -330,6 +350,7 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     pass.scope = scope;
     pass.suffix = metadata ? "metadata" : suffix;
     pass.accept = request.Header("accept");
+    pass.query = request.raw_query;
     pass.public_root =
         service_.settings().base_url + tenant.config.url_prefix + "/wado/" + rest[1] + "/";
     PassThroughWriter writer(out, CorsHeaders(request));
@@ -369,8 +390,13 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
   if (!plan.ok()) return SendWadoError(request, out, plan.status());
   std::set<std::string> syntaxes;
   for (auto& inst : *plan) syntaxes.insert(inst.transfer_syntax_uid);
-  auto format = NegotiateRetrieve(request.Header("accept"), scope.sop_uid.has_value(), syntaxes);
+  auto format =
+      NegotiateRetrieve(request.Header("accept"), scope.sop_uid.has_value(), syntaxes,
+                        pixel_routes_.pixels() ? EncodableSyntaxes() : std::set<std::string>{});
   if (!format.ok()) return SendWadoError(request, out, format.status());
+  if (!format->transcode_to.empty())
+    return pixel_routes_.RetrieveTranscoded(request, out, tenant, *plan, format->transcode_to,
+                                            format->shape == RetrieveShape::kSingleDicom);
 
   HeaderList h = CorsHeaders(request);
   if (format->shape == RetrieveShape::kSingleDicom) {

@@ -6,13 +6,16 @@
 #include <string_view>
 
 #include "facade/http_server.h"
+#include "facade/pixel_routes.h"
 #include "src/imaging_service.h"
 
 namespace si::facade {
 
 class Facade {
  public:
-  explicit Facade(const ImagingService& service) : service_(service) {}
+  // pixels (frames, transcoding, rendering) may be null: those routes answer 501.
+  explicit Facade(const ImagingService& service, const PixelService* pixels = nullptr)
+      : service_(service), pixel_routes_(service, pixels) {}
   // Runs on an HTTP worker thread; may block while streaming.
   void Handle(HttpRequest& request, ResponseChannel& response) const;
 
@@ -21,6 +24,7 @@ class Facade {
 
  private:
   const ImagingService& service_;
+  PixelRoutes pixel_routes_;
 };
 
 }  // namespace si::facade

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(cmake g++ make pkg-config git ca-certificates curl
           libdcmtk-dev dcmtk libpistache-dev rapidjson-dev libcjose-dev libjansson-dev
           libcurl4-openssl-dev libsqlite3-dev libssl-dev libgtest-dev python3-pydicom
-          orthanc orthanc-dicomweb chromium chromium-driver wrk)
+          libpng-dev orthanc orthanc-dicomweb chromium chromium-driver wrk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -59,26 +59,29 @@ std::vector<MediaRange> ParseAccept(std::string_view header) {
 }
 
 Result<RetrieveFormat> NegotiateRetrieve(std::string_view accept, bool single_instance,
-                                         const std::set<std::string>& stored) {
+                                         const std::set<std::string>& stored,
+                                         const std::set<std::string>& producible) {
   if (text::Trim(accept).empty()) return RetrieveFormat{};
   bool asked_unservable_syntax = false;
   for (auto& r : ParseAccept(accept)) {
     auto ts = r.params.find("transfer-syntax");
-    bool syntax_ok = ts == r.params.end() || ts->second == "*" ||
+    bool as_stored = ts == r.params.end() || ts->second == "*" ||
                      (stored.size() == 1 && *stored.begin() == ts->second);
-    if (!syntax_ok) {
+    if (!as_stored && !producible.count(ts->second)) {
       asked_unservable_syntax = true;
       continue;
     }
-    if (r.type == "*/*" || r.type == "multipart/*") return RetrieveFormat{};
+    std::string transcode = as_stored ? "" : ts->second;
+    if (r.type == "*/*" || r.type == "multipart/*")
+      return RetrieveFormat{RetrieveShape::kMultipartDicom, transcode};
     if (r.type == "multipart/related") {
       auto type = r.params.find("type");
       if (type == r.params.end() || text::ToLower(type->second) == "application/dicom")
-        return RetrieveFormat{};
+        return RetrieveFormat{RetrieveShape::kMultipartDicom, transcode};
       continue;
     }
     if (r.type == "application/dicom" && single_instance)
-      return RetrieveFormat{RetrieveShape::kSingleDicom};
+      return RetrieveFormat{RetrieveShape::kSingleDicom, transcode};
   }
   if (asked_unservable_syntax)
     return NotAcceptable(

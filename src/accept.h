@@ -23,13 +23,17 @@ enum class RetrieveShape { kMultipartDicom, kSingleDicom };
 
 struct RetrieveFormat {
   RetrieveShape shape = RetrieveShape::kMultipartDicom;
+  // Non-empty: every instance is to be written in this syntax (transcoded where
+  // stored otherwise); empty: as stored.
+  std::string transcode_to;
 };
 
-// Instances are served as stored (no transcoding in this version): a range asking
-// for a transfer syntax other than the stored ones cannot be satisfied.
+// A range asking for a transfer syntax other than the stored one is served when
+// the syntax is in `producible` (the transcoding targets), else skipped.
 // NotAcceptable when no range can be.
 Result<RetrieveFormat> NegotiateRetrieve(std::string_view accept, bool single_instance,
-                                         const std::set<std::string>& stored_syntaxes);
+                                         const std::set<std::string>& stored_syntaxes,
+                                         const std::set<std::string>& producible = {});
 
 // For metadata: application/dicom+json (or json, */*). NotAcceptable otherwise.
 Status NegotiateMetadata(std::string_view accept);

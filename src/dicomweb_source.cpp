@@ -403,18 +403,33 @@ class Forwarder final : public HttpStreamHandler {
 Status DicomWebSource::PassThrough(const PassThroughRequest& request, PassThroughSink& sink) const {
   SI_RETURN_IF_ERROR(CheckDelay(settings_.retrieve_until, "images"));
   const bool metadata = request.suffix == "metadata";
-  const bool octets =
-      request.suffix.rfind("frames/", 0) == 0 || request.suffix.rfind("bulk/", 0) == 0;
+  const bool rendered =
+      request.suffix.ends_with("rendered") || request.suffix.ends_with("thumbnail");
+  const bool octets = !rendered && (request.suffix.rfind("frames/", 0) == 0 ||
+                                    request.suffix.rfind("bulk/", 0) == 0);
   std::string accept = text::Trim(request.accept);
   const bool client_accept = !accept.empty() && accept != "*/*";
   if (!client_accept) {
     // As stored, like the folder source: without transfer-syntax=* a server transcodes
     // to Explicit VR Little Endian.
-    accept = metadata ? kDicomJson
-             : octets ? "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*"
-                      : "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
+    accept = metadata   ? kDicomJson
+             : rendered ? "image/jpeg"
+             : octets   ? "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*"
+                        : "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
   }
   std::string rel = ScopePath(request.scope) + (request.suffix.empty() ? "" : "/" + request.suffix);
+  if (rendered) {
+    // Only the rendering parameters go upstream, and only plain values.
+    std::string query;
+    for (auto& [name, value] : text::ParseQueryString(request.query)) {
+      if (name != "viewport" && name != "quality" && name != "window") continue;
+      bool plain = std::all_of(value.begin(), value.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == ',' || c == '.' || c == '-';
+      });
+      if (plain) query += (query.empty() ? "?" : "&") + name + "=" + value;
+    }
+    rel += query;
+  }
   std::optional<StreamingReplacer> rewrite;
   if (metadata && !request.public_root.empty())
     rewrite.emplace(settings_.root + "/", request.public_root);

@@ -32,9 +32,11 @@ class InstanceSink {
 // it arrives (DICOMweb servers), after PlanRetrieval checked existence and patients.
 struct PassThroughRequest {
   RetrieveScope scope;
-  // After the scope's path: "" (instances), "metadata", "frames/1,2", "bulk/7fe00010".
+  // After the scope's path: "" (instances), "metadata", "frames/1,2", "bulk/7fe00010",
+  // "rendered", "thumbnail", "frames/1/rendered".
   std::string suffix;
   std::string accept;  // the client's Accept header, may be empty
+  std::string query;   // the client's raw query string (rendered: viewport, quality, window)
   // The client-facing WADO root (".../wado/{token}/"): upstream URLs in metadata are
   // rewritten to it.
   std::string public_root;

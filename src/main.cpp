@@ -22,6 +22,8 @@
 #include "dimse/dcmtk_setup.h"
 #include "dimse/dicom_file.h"
 #include "dimse/dimse_client.h"
+#include "dimse/pixel_samples.h"
+#include "dimse/pixel_service.h"
 #include "dimse/samples.h"
 #include "dimse/storage_scp.h"
 #include "facade/bench_static.h"
@@ -335,6 +337,7 @@ int Serve(const std::map<std::string, std::string>& flags) {
 
   // The base URL needs the real port when port 0 was asked for, so the service is
   // built after the listener is bound; the handler reaches it through this pointer.
+  si::dimse::DcmtkPixelService pixels;  // stateless; outlives the facade that uses it
   std::unique_ptr<si::ImagingService> service;
   std::unique_ptr<si::facade::Facade> facade;
   std::atomic<si::facade::Facade*> ready{nullptr};
@@ -380,7 +383,7 @@ int Serve(const std::map<std::string, std::string>& flags) {
       return 1;
     }
   }
-  facade = std::make_unique<si::facade::Facade>(*service);
+  facade = std::make_unique<si::facade::Facade>(*service, &pixels);
   ready = facade.get();
   double startup_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
@@ -410,6 +413,17 @@ int Samples(const std::map<std::string, std::string>& flags) {
   if (!dcmtk.ok()) {
     std::fprintf(stderr, "smart-imaging: %s\n", dcmtk.message().c_str());
     return 1;
+  }
+  if (flags.count("pixel-variants")) {
+    // Hidden test option: one study of the same pixels in many encodings.
+    auto written = si::dimse::GeneratePixelSamples(flags.at("out"), flags.at("pixel-variants"));
+    if (!written.ok()) {
+      std::fprintf(stderr, "smart-imaging: %s\n", written.status().message().c_str());
+      return 1;
+    }
+    for (auto& s : *written)
+      std::printf("%s %s %s\n", s.name.c_str(), s.transfer_syntax.c_str(), s.path.c_str());
+    return 0;
   }
   si::dimse::SampleOptions options;
   if (flags.count("seed"))

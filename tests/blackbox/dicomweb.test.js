@@ -243,6 +243,15 @@ describe('dicom-web tenants over real Orthanc', { timeout: 120000, skip: unavail
     assert.match(fparsed.contentType.params.type, /^application\/octet-stream/);
     assert.equal(fparsed.parts.length, 1);
     assert.ok(fparsed.parts[0].body.length > 0);
+    // Rendered and thumbnails pass through as well: Orthanc renders, we forward its picture.
+    const instUrl = wado(address, `/studies/${uid}/series/${se.seriesUid}/instances/${inst.sopUid}`);
+    const rendered = await h.request(`${instUrl}/rendered`);
+    h.assertStatus(rendered, 200);
+    assert.match(rendered.headers.get('content-type'), /^image\/jpeg/);
+    assert.equal(rendered.body.subarray(0, 2).toString('hex'), 'ffd8', 'a JPEG from the upstream');
+    const png = await h.request(`${instUrl}/rendered`, { headers: { accept: 'image/png' } });
+    h.assertStatus(png, 200);
+    assert.equal(png.body.subarray(1, 4).toString('latin1'), 'PNG', 'the Accept is forwarded');
 
     // The same bytes as from Orthanc directly (same study, same run).
     const direct = await orthanc.get(`/dicom-web/studies/${uid}`, { accept: h.DICOM_ACCEPT });

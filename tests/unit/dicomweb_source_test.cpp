@@ -337,5 +337,53 @@ TEST(DicomWebSource, PassThroughForwardsContentTypeAndRewritesMetadataUrls) {
   EXPECT_EQ(d.retry_after_seconds(), 5);
 }
 
+TEST(DicomWebSource, RenderedPassesThroughWithItsParametersAndTheClientsAccept) {
+  Fixture f;
+  f.http->answers["/studies/1.2.1/series/3/rendered"] = {200, "\xFF\xD8jpeg", "image/jpeg"};
+  f.http->answers["/studies/1.2.1/series/3/instances/4/frames/1"] = {
+      200, "--b\r\n", "multipart/related; boundary=b"};
+  auto source = f.Source();
+  PassThroughRequest req;
+  req.scope.study_uid = "1.2.1";
+  req.scope.series_uid = "3";
+  req.suffix = "rendered";
+  // Only the rendering parameters, with plain values, go upstream.
+  req.query = "viewport=64,64&quality=80&window=40,400,linear&evil=x&quality=1%26a%3Db";
+  CollectingSink sink;
+  ASSERT_TRUE(source.PassThrough(req, sink).ok());
+  EXPECT_EQ(sink.headers[0].second, "image/jpeg");
+  auto accept_of = [&](const HttpClientRequest& r) {
+    for (auto& [k, v] : r.headers)
+      if (k == "Accept") return v;
+    return std::string();
+  };
+  {
+    std::lock_guard<std::mutex> lock(f.http->mutex);
+    EXPECT_EQ(f.http->seen.back().url,
+              "http://pacs/dw/studies/1.2.1/series/3/"
+              "rendered?viewport=64,64&quality=80&window=40,400,linear");
+    EXPECT_EQ(accept_of(f.http->seen.back()), "image/jpeg")
+        << "no client Accept: the rendered default";
+  }
+  req.accept = "image/png";
+  CollectingSink png;
+  source.PassThrough(req, png).ok();
+  {
+    std::lock_guard<std::mutex> lock(f.http->mutex);
+    EXPECT_EQ(accept_of(f.http->seen.back()), "image/png");
+  }
+  // Frames forward the client's transfer-syntax ask as it is.
+  req.scope.sop_uid = "4";
+  req.suffix = "frames/1";
+  req.query = "";
+  req.accept =
+      "multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1";
+  CollectingSink frames;
+  ASSERT_TRUE(source.PassThrough(req, frames).ok());
+  std::lock_guard<std::mutex> lock(f.http->mutex);
+  EXPECT_EQ(accept_of(f.http->seen.back()), req.accept);
+  EXPECT_EQ(f.http->seen.back().url, "http://pacs/dw/studies/1.2.1/series/3/instances/4/frames/1");
+}
+
 }  // namespace
 }  // namespace si
