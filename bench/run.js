@@ -51,6 +51,7 @@ function log(msg) { process.stderr.write(`[bench ${new Date().toISOString().slic
 // Spawns with stdout/stderr into files (never a pipe into this process, which would slow the
 // child and skew the figures); tracked so cleanup stops it by PID.
 function start(cmd, args, { env, name } = {}) {
+  if (stopping || !work) throw new Error('stopping');
   const logFile = path.join(work, `${name || path.basename(cmd)}-${Date.now()}.log`);
   const fd = fs.openSync(logFile, 'w');
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
@@ -78,13 +79,19 @@ async function cleanup() {
   work = null;
 }
 process.on('exit', () => { for (const c of children) { try { process.kill(c.pid, 'SIGKILL'); } catch (_) {} } });
+let stopping = false;
 for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => { cleanup().finally(() => process.exit(130)); });
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;  // start() refuses from now on, so the run cannot spawn behind cleanup's back
+    cleanup().finally(() => process.exit(130));
+  });
 }
 
 // Runs to completion; resolves {code, stdout, stderr, ms}.
 function run(cmd, args, { env, timeoutMs = 600000 } = {}) {
   return new Promise((resolve, reject) => {
+    if (stopping) { reject(new Error('stopping')); return; }
     const t0 = process.hrtime.bigint();
     const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
@@ -115,8 +122,12 @@ function freePort() {
   });
 }
 
+// A PATH lookup in this process (no child, so a signal never lands in a synchronous spawn).
 function have(tool) {
-  try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }); return true; } catch (_) { return false; }
+  if (tool.includes('/')) return fs.existsSync(tool);
+  return (process.env.PATH || '').split(':').some((d) => {
+    try { fs.accessSync(path.join(d || '.', tool), fs.constants.X_OK); return true; } catch (_) { return false; }
+  });
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
