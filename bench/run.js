@@ -3,7 +3,8 @@
 // The benchmark harness (issue 7): the facade side by side with raw DCMTK tools, Orthanc's own
 // DICOMweb, cat and a raw loopback copy, all measured in one run on this machine.
 //
-//   node bench/run.js [--quick] [--out DIR] [--runs N] [--update-benchmarks-md]
+//   node bench/run.js [--quick] [--out DIR] [--runs N] [--scale X] [--keep] [--update-benchmarks-md]
+//   (--scale: sample scale, default 1, 0.05 with --quick; --keep: leave the temporary directory)
 //
 // It generates its data with `smart-imaging samples --profile bench`, loads it into a fresh
 // Orthanc (DICOMweb plugin on, TCP_NODELAY=1) on free loopback ports, starts the facade with a
