@@ -517,6 +517,38 @@ const std::vector<PatientSpec>& SampleSet() {
   };
   return *kSet;
 }
+
+// 512x512 16-bit axial CT, as a modern scanner writes it (~0.5 MB per instance).
+SeriesSpec CtAxial512(const char* description, int n, double thickness, Vec3 center, double wc,
+                      double ww, float noise, bool smooth, const char* kernel) {
+  return {description, n,  Orientation::kAxial, Weighting::kCt, center, thickness, 0.7, 512, wc, ww,
+          noise,       smooth, kernel};
+}
+
+// The benchmark patient (bench/run.js): five studies, so a search has five to find; the "CT"
+// study of the issue (3 x 200 at 512x512) and a ~1 GB one (4 x 500 at 512x512) for peak RSS.
+const PatientSpec& BenchPatient() {
+  static const auto* const kPatient = new PatientSpec{
+      "BENCH-0001", "Bench^Patient", "19700101", "O",
+      {{"CT", "CT CHEST ABDOMEN PELVIS", "CHEST", "20250110", "090000", "Smith^John^^Dr",
+        Phantom::kTorso,
+        {CtAxial512("AX 1.25mm SOFT", 200, 1.25, {0, 0, -60}, 40, 400, 12, true, "STANDARD"),
+         CtAxial512("AX 1.25mm LUNG", 200, 1.25, {0, 0, -60}, -600, 1500, 30, false, "LUNG"),
+         CtAxial512("AX 1.25mm BONE", 200, 1.25, {0, 0, -60}, 600, 2800, 40, false, "BONE")}},
+       {"CT", "CT WHOLE BODY THIN", "WHOLEBODY", "20250215", "101500", "Smith^John^^Dr",
+        Phantom::kTorso,
+        {CtAxial512("AX 0.625mm SOFT", 500, 0.625, {0, 0, -60}, 40, 400, 12, true, "STANDARD"),
+         CtAxial512("AX 0.625mm LUNG", 500, 0.625, {0, 0, -60}, -600, 1500, 30, false, "LUNG"),
+         CtAxial512("AX 0.625mm BONE", 500, 0.625, {0, 0, -60}, 600, 2800, 40, false, "BONE"),
+         CtAxial512("AX 0.625mm SHARP", 500, 0.625, {0, 0, -60}, 40, 400, 40, false, "SHARP")}},
+       CtChest("20240305", "080000", "Nguyen^Linh^^Dr"),
+       MrBrain("MR BRAIN W/O CONTRAST", "20230412", "113000", "Nguyen^Linh^^Dr",
+               {T2Ax(), FlairAx()}),
+       {"CR", "XR CHEST PA AND LATERAL", "CHEST", "20220901", "141500", "Nguyen^Linh^^Dr",
+        Phantom::kTorso,
+        {Cr("PA", Orientation::kProjectionPa), Cr("LAT", Orientation::kProjectionLat)}}}};
+  return *kPatient;
+}
 // clang-format on
 
 const char* SopClassFor(std::string_view modality) {
@@ -836,7 +868,8 @@ Result<std::vector<SampleStudySummary>> Generate(const fs::path& out_dir,
   const uint32_t seed = options.seed;
   std::vector<SampleStudySummary> summaries;
   int study_ordinal = 0;
-  const std::vector<PatientSpec>& patients = SampleSet();
+  std::vector<PatientSpec> patients = SampleSet();
+  if (options.profile == SampleProfile::kBench) patients.push_back(BenchPatient());
   for (size_t pi = 0; pi < patients.size(); ++pi) {
     const PatientSpec& patient = patients[pi];
     // One phantom per patient and body region, so all studies of a patient agree.

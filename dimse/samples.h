@@ -9,10 +9,17 @@
 
 namespace si::dimse {
 
+enum class SampleProfile {
+  kDemo,   // four patients, ten small studies (256x256): demos and tests
+  kBench,  // the demo set plus patient BENCH-0001 with five studies, among them a CT of
+           // 3 series x 200 instances of 512x512 16-bit and a ~1 GB CT (at scale 1)
+};
+
 struct SampleOptions {
   uint32_t seed = 1;
   // Scales instance counts (1 = the default demo set); tests use small values.
   double scale = 1.0;
+  SampleProfile profile = SampleProfile::kDemo;
 };
 
 struct SampleStudySummary {

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -26,6 +27,7 @@
 #include "dimse/pixel_service.h"
 #include "dimse/samples.h"
 #include "dimse/storage_scp.h"
+#include "facade/bench_static.h"
 #include "facade/facade.h"
 #include "facade/http_server.h"
 #include "src/dicomweb_source.h"
@@ -69,6 +71,8 @@ const Setting kServeSettings[] = {
      "UTC offset (+HH:MM) assumed for DICOM times without one (default: this machine's)"},
     {"threads", "HTTP_THREADS", "2", "HTTP reactor threads"},
     {"log-level", "LOG_LEVEL", "info", "debug, info, warn or error"},
+    {"bench-static", "BENCH_STATIC", "",
+     "benchmarks only: serve this file (read once) at GET /bench-static"},
 };
 
 void PrintServeHelp() {
@@ -90,7 +94,7 @@ void PrintHelp() {
       "usage: smart-imaging <command> [options]\n\n"
       "commands:\n"
       "  serve            run the server (serve --help for its options)\n"
-      "  samples          write sample studies: --out DIR [--seed N] [--scale X]\n"
+      "  samples          write sample studies: --out DIR [--seed N] [--scale X] [--profile P]\n"
       "  encode-dyn FILE  print the /dyn/ path segment for a tenant JSON file\n"
       "  check-config     validate tenant files: [--config-dir DIR]\n"
       "  fhirpath EXPR    evaluate an images.mrn expression: --file PATIENT.json (or --batch "
@@ -322,6 +326,17 @@ int Serve(const std::map<std::string, std::string>& flags) {
   http.reactor_threads = std::max(1, std::atoi(v["threads"].c_str()));
   http.redact_for_log = [](std::string_view p) { return si::facade::Facade::RedactForLog(p); };
 
+  // The benchmark baseline (bench/run.js): the same HTTP stack serving one fixed file.
+  std::optional<si::facade::BenchStatic> bench_static;
+  if (!v["bench-static"].empty()) {
+    auto loaded = si::facade::BenchStatic::Load(v["bench-static"]);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "smart-imaging: %s\n", loaded.status().message().c_str());
+      return 1;
+    }
+    bench_static = std::move(loaded).value();
+  }
+
   // The base URL needs the real port when port 0 was asked for, so the service is
   // built after the listener is bound; the handler reaches it through this pointer.
   si::dimse::DcmtkPixelService pixels;  // stateless; outlives the facade that uses it
@@ -330,6 +345,7 @@ int Serve(const std::map<std::string, std::string>& flags) {
   std::atomic<si::facade::Facade*> ready{nullptr};
   si::facade::HttpServer server(
       http, [&](si::facade::HttpRequest& req, si::facade::ResponseChannel& out) {
+        if (bench_static && bench_static->Handle(req, out)) return;
         si::facade::Facade* f = ready.load();
         if (!f) {
           out.SendWhole(503, {{"Retry-After", "1"}, {"Content-Type", "application/json"}},
@@ -401,7 +417,8 @@ int Serve(const std::map<std::string, std::string>& flags) {
 
 int Samples(const std::map<std::string, std::string>& flags) {
   if (flags.count("help") || !flags.count("out")) {
-    std::printf("usage: smart-imaging samples --out DIR [--seed N] [--scale X]\n");
+    std::printf(
+        "usage: smart-imaging samples --out DIR [--seed N] [--scale X] [--profile demo|bench]\n");
     return flags.count("help") ? 0 : 2;
   }
   si::Status dcmtk = si::dimse::InitializeDcmtk();
@@ -424,6 +441,16 @@ int Samples(const std::map<std::string, std::string>& flags) {
   if (flags.count("seed"))
     options.seed = static_cast<uint32_t>(std::strtoul(flags.at("seed").c_str(), nullptr, 10));
   if (flags.count("scale")) options.scale = std::strtod(flags.at("scale").c_str(), nullptr);
+  if (flags.count("profile")) {
+    const std::string& profile = flags.at("profile");
+    if (profile == "bench") {
+      options.profile = si::dimse::SampleProfile::kBench;
+    } else if (profile != "demo") {
+      std::fprintf(stderr, "smart-imaging: unknown sample profile '%s' (demo or bench)\n",
+                   profile.c_str());
+      return 2;
+    }
+  }
   auto t0 = std::chrono::steady_clock::now();
   auto studies = si::dimse::GenerateSamples(flags.at("out"), options);
   if (!studies.ok()) {

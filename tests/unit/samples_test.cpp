@@ -251,6 +251,43 @@ TEST_F(SamplesTest, EveryFileIsCompleteDicom) {
   }
 }
 
+// The benchmark profile: the demo set unchanged, plus BENCH-0001 with five studies, the first
+// two of 512x512 16-bit CT (3 and 4 series).
+TEST_F(SamplesTest, BenchProfileAddsTheBenchPatientAndKeepsTheDemoSet) {
+  TempDir demo, bench;
+  auto d = GenerateSamples(demo.path(), {.seed = 5, .scale = 0.02});
+  auto b =
+      GenerateSamples(bench.path(), {.seed = 5, .scale = 0.02, .profile = SampleProfile::kBench});
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  ASSERT_EQ(b->size(), d->size() + 5);
+  for (size_t i = 0; i < d->size(); ++i) EXPECT_EQ((*b)[i].study_uid, (*d)[i].study_uid);
+  std::vector<SampleStudySummary> mine(b->begin() + static_cast<long>(d->size()), b->end());
+  for (const SampleStudySummary& s : mine) EXPECT_EQ(s.patient_id, "BENCH-0001");
+  EXPECT_EQ(mine[0].series_count, 3);
+  EXPECT_EQ(mine[0].instance_count, 3 * 4);  // 200 per series at scale 1
+  EXPECT_EQ(mine[1].series_count, 4);
+  EXPECT_EQ(mine[1].instance_count, 4 * 10);  // 500 per series at scale 1
+
+  const fs::path study = bench.path() / "BENCH-0001" / mine[0].study_uid;
+  fs::path first_file;
+  for (const auto& e : fs::recursive_directory_iterator(study))
+    if (e.is_regular_file()) first_file = e.path();
+  ASSERT_FALSE(first_file.empty()) << study;
+  DcmFileFormat ff;
+  ASSERT_TRUE(ff.loadFile(first_file.c_str()).good());
+  Uint16 rows = 0, columns = 0, bits = 0;
+  DcmDataset* ds = ff.getDataset();
+  ds->findAndGetUint16(DCM_Rows, rows);
+  ds->findAndGetUint16(DCM_Columns, columns);
+  ds->findAndGetUint16(DCM_BitsAllocated, bits);
+  EXPECT_EQ(rows, 512);
+  EXPECT_EQ(columns, 512);
+  EXPECT_EQ(bits, 16);
+  EXPECT_EQ(GetString(ds, DCM_Modality), "CT");
+  EXPECT_GE(fs::file_size(first_file), 512u * 512u * 2u);
+}
+
 TEST_F(SamplesTest, SameSeedGivesByteIdenticalFiles) {
   TempDir first, second;
   auto a = GenerateSamples(first.path(), {.seed = 42, .scale = kTestScale});
