@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cctype>
+#include <cstring>
+#include <memory>
 #include <random>
 #include <set>
 
@@ -20,6 +22,7 @@ namespace {
 
 constexpr const char* kFhirJson = "application/fhir+json; charset=utf-8";
 constexpr size_t kFileReadChunk = 256 * 1024;
+constexpr size_t kPartHeadRoom = 512;  // "--boundary" + Content-Type + Content-Length
 
 struct Route {
   std::shared_ptr<const Tenant> tenant;
@@ -59,16 +62,26 @@ class MultipartSink final : public InstanceSink {
       ::close(fd);
       return s;
     }
-    std::string head = "--" + boundary_ + "\r\nContent-Type: application/dicom; transfer-syntax=" +
-                       instance.transfer_syntax_uid +
-                       "\r\nContent-Length: " + std::to_string(instance.size_bytes) + "\r\n\r\n";
-    std::string buffer;
-    buffer.resize(kFileReadChunk);
+    // The part head (after the previous part's closing CRLF) goes into the front of
+    // the one reusable buffer and the file's first bytes right behind it: one chunk,
+    // no copy of the body, no zero-filled buffer per instance.
+    std::string head =
+        std::string(parts_ > 0 ? "\r\n" : "") + "--" + boundary_ +
+        "\r\nContent-Type: application/dicom; transfer-syntax=" + instance.transfer_syntax_uid +
+        "\r\nContent-Length: " + std::to_string(instance.size_bytes) + "\r\n\r\n";
+    if (head.size() > kPartHeadRoom) {
+      ::close(fd);
+      return Internal("part head too long");
+    }
+    if (!buffer_) buffer_ = std::make_unique_for_overwrite<char[]>(kPartHeadRoom + kFileReadChunk);
+    char* const body = buffer_.get() + kPartHeadRoom;
+    char* const head_at = body - head.size();
+    std::memcpy(head_at, head.data(), head.size());
     Status status;
     int64_t sent = 0;
     bool first = true;
     while (status.ok()) {
-      ssize_t n = ::read(fd, buffer.data(), buffer.size());
+      ssize_t n = ::read(fd, body, kFileReadChunk);
       if (n < 0) {
         status = IoError("read failed");
         break;
@@ -76,20 +89,21 @@ class MultipartSink final : public InstanceSink {
       if (n == 0) break;
       sent += n;
       if (first) {
-        head.append(buffer.data(), static_cast<size_t>(n));
-        status = out_.WriteChunk(head);
+        status = out_.WriteChunk(std::string_view(head_at, head.size() + static_cast<size_t>(n)));
         first = false;
       } else {
-        status = out_.WriteChunk(std::string_view(buffer.data(), static_cast<size_t>(n)));
+        status = out_.WriteChunk(std::string_view(body, static_cast<size_t>(n)));
       }
     }
+    if (status.ok() && first) status = out_.WriteChunk(head);  // an empty file
     ::close(fd);
     if (status.ok() && sent != instance.size_bytes)
       status = IoError("instance file changed while it was sent");
-    if (status.ok()) status = out_.WriteChunk("\r\n");
     if (status.ok()) ++parts_;
     return status;
   }
+  // What ends the body after the last part: its CRLF and the closing boundary.
+  std::string Closing() const { return (parts_ > 0 ? "\r\n--" : "--") + boundary_ + "--\r\n"; }
   int parts() const { return parts_; }
 
  private:
@@ -98,6 +112,7 @@ class MultipartSink final : public InstanceSink {
   HeaderList head_;
   bool started_ = false;
   int parts_ = 0;
+  std::unique_ptr<char[]> buffer_;  // kPartHeadRoom + kFileReadChunk, made on first use
 };
 
 // Writes a response a source passes through from its upstream, as it arrives.
@@ -402,13 +417,13 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     h.emplace_back("Content-Type",
                    "application/dicom; transfer-syntax=" + plan->front().transfer_syntax_uid);
     if (!out.BeginChunked(200, h).ok()) return;
-    std::string buffer(kFileReadChunk, '\0');
+    auto buffer = std::make_unique_for_overwrite<char[]>(kFileReadChunk);
     int fd = ::open(plan->front().path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return out.Abort();
     ssize_t n;
     Status s;
-    while (s.ok() && (n = ::read(fd, buffer.data(), buffer.size())) > 0)
-      s = out.WriteChunk(std::string_view(buffer.data(), n));
+    while (s.ok() && (n = ::read(fd, buffer.get(), kFileReadChunk)) > 0)
+      s = out.WriteChunk(std::string_view(buffer.get(), static_cast<size_t>(n)));
     ::close(fd);
     if (s.ok() && n == 0)
       out.EndChunked().ok();
@@ -429,7 +444,7 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
   // The closing boundary only when every planned instance went out: a client must
   // never mistake a partial study for a whole one.
   if (s.ok() && sink.parts() == static_cast<int>(plan->size()))
-    s = out.WriteChunk("--" + boundary + "--\r\n");
+    s = out.WriteChunk(sink.Closing());
   else if (s.ok())
     s = Status(ErrorCode::kBadGateway, "fewer instances than planned");
   if (s.ok()) s = out.EndChunked();

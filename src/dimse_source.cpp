@@ -270,11 +270,18 @@ class DimseSource::InUse {
     ++source_.in_use_[study_];
   }
   ~InUse() {
+    bool touch = false;
     {
       std::lock_guard<std::mutex> lock(source_.mutex_);
       if (--source_.in_use_[study_] == 0) source_.in_use_.erase(study_);
+      auto now = std::chrono::steady_clock::now();
+      auto [it, fresh] = source_.touched_.try_emplace(study_, now);
+      if (fresh || now - it->second >= kTouchInterval) {
+        it->second = now;
+        touch = true;
+      }
     }
-    source_.cache_->TouchStudy(study_).ok();
+    if (touch) source_.cache_->TouchStudy(study_).ok();
     source_.EvictIfNeeded();
   }
 
@@ -284,17 +291,25 @@ class DimseSource::InUse {
 };
 
 void DimseSource::EvictIfNeeded() const {
-  if (cache_max_bytes_ <= 0 || cache_->TotalBytes() <= cache_max_bytes_) return;
+  if (cache_max_bytes_ <= 0 || !eviction_pending_.exchange(false)) return;
+  if (cache_->TotalBytes() <= cache_max_bytes_) return;
   auto order = cache_->StudiesLeastRecentlyUsed();
-  if (!order.ok()) return;
+  if (!order.ok()) {
+    eviction_pending_ = true;
+    return;
+  }
+  bool skipped = false;
   for (auto& study : *order) {
     if (cache_->TotalBytes() <= cache_max_bytes_) break;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (in_use_.count(study)) continue;
       bool retrieving = std::any_of(jobs_.begin(), jobs_.end(),
                                     [&](auto& j) { return j.second->scope.study_uid == study; });
-      if (retrieving) continue;
+      if (in_use_.count(study) || retrieving) {
+        skipped = true;  // looked at again when that stream or retrieval ends
+        continue;
+      }
+      touched_.erase(study);
     }
     auto paths = cache_->RemoveStudy(study);
     if (!paths.ok()) continue;
@@ -305,6 +320,7 @@ void DimseSource::EvictIfNeeded() const {
                            " instances (cache budget " + std::to_string(cache_max_bytes_) +
                            " bytes)");
   }
+  if (skipped) eviction_pending_ = true;
 }
 
 Status DimseSource::Retrieve(const std::vector<StoredInstance>& plan, InstanceSink& sink) const {
@@ -450,6 +466,7 @@ Status DimseSource::Ingest(const std::filesystem::path& complete_file) {
   ParsedInstance stored = p;
   stored.instance.path = target.string();
   SI_RETURN_IF_ERROR(cache_->AddInstance(target.string(), stored));
+  eviction_pending_ = true;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& [key, job] : jobs_)

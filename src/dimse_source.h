@@ -142,6 +142,13 @@ class DimseSource final : public ImageSource, public StoreTarget {
       recent_plans_;
   mutable std::map<std::string, int> in_use_;  // streams per study; guarded by mutex_
   mutable int active_jobs_ = 0;                // job threads alive; guarded by mutex_
+  // Whether the cache may be over budget: set by every stored instance and by an
+  // eviction that had to skip studies in use. Spares each read a SUM over the cache.
+  mutable std::atomic<bool> eviction_pending_{true};
+  // When each study's last access was written (LRU order needs seconds, not every
+  // read); guarded by mutex_.
+  mutable std::map<std::string, std::chrono::steady_clock::time_point> touched_;
+  static constexpr std::chrono::seconds kTouchInterval{1};
   std::atomic<bool> stopping_{false};
 
   mutable std::mutex ingest_mutex_;
