@@ -43,7 +43,11 @@ struct DimseSource::Job {
   RetrieveScope scope;
   std::string key;
   std::set<std::string> expected;  // SOP Instance UIDs the C-FIND reported
-  std::set<std::string> arrived;   // guarded by DimseSource::mutex_
+  // False while an early C-MOVE runs beside the IMAGE-level C-FIND that lists what it
+  // must deliver; expected is then still being learnt. Guarded by DimseSource::mutex_.
+  bool expected_known = true;
+  bool plan_failed = false;       // that C-FIND failed: nothing is proven complete
+  std::set<std::string> arrived;  // guarded by DimseSource::mutex_
   std::vector<std::string> sop_classes;
   bool done = false;  // guarded by DimseSource::mutex_
   Status result;      // guarded by DimseSource::mutex_
@@ -143,7 +147,22 @@ Result<std::vector<StoredInstance>> DimseSource::PlanRetrieval(const RetrieveSco
   auto studies = client_.FindStudies(peer_, study_query);
   if (!studies.ok()) return studies.status();
   if (studies->empty()) return NotFound("study not found");
+  // The study exists: a whole-study C-MOVE starts now, beside the IMAGE-level C-FIND
+  // that lists its instances, so the first instance is not held up by that listing.
+  std::shared_ptr<Job> early = StartEarlyMove(scope);
   auto keys = client_.FindInstances(peer_, scope);
+  if (early) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (keys.ok()) {
+      for (auto& k : *keys) early->expected.insert(k.sop_uid);
+    } else {
+      early->plan_failed = true;
+      early->cancel = true;
+    }
+    if (keys.ok() && keys->empty()) early->plan_failed = true;
+    early->expected_known = true;
+    arrived_.notify_all();
+  }
   if (!keys.ok()) return keys.status();
   if (keys->empty())
     return NotFound(scope.sop_uid      ? "instance not found"
@@ -173,6 +192,25 @@ Result<std::vector<StoredInstance>> DimseSource::PlanRetrieval(const RetrieveSco
   if (recent_plans_.size() > 1000) recent_plans_.clear();
   recent_plans_[key] = {std::chrono::steady_clock::now(), plan};
   return plan;
+}
+
+std::shared_ptr<DimseSource::Job> DimseSource::StartEarlyMove(const RetrieveScope& scope) const {
+  if (mode_ != RetrievalMode::kMove || scope.series_uid || scope.sop_uid) return nullptr;
+  // Only for a study the cache knows nothing of: a partly cached one is completed by
+  // the smaller retrieval its plan asks for.
+  if (cache_->CountInstances(scope.study_uid, std::nullopt) > 0) return nullptr;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = jobs_.find(ScopeKey(scope));
+  if (it != jobs_.end() && !it->second->done) return nullptr;  // one is on its way
+  auto job = std::make_shared<Job>();
+  job->scope = scope;
+  job->key = ScopeKey(scope);
+  job->expected_known = false;
+  jobs_[job->key] = job;
+  ++retrievals_started_;
+  ++active_jobs_;
+  std::thread([this, job] { RunJob(job); }).detach();
+  return job;
 }
 
 std::shared_ptr<DimseSource::Job> DimseSource::JoinOrStart(
@@ -228,12 +266,16 @@ void DimseSource::RunJob(std::shared_ptr<Job> job) const {
 
   std::unique_lock<std::mutex> lock(mutex_);
   --running_;
+  // An early C-MOVE can end before the listing C-FIND: what was expected decides.
+  arrived_.wait(lock, [&] { return job->expected_known; });
   size_t missing = 0;
   for (auto& sop : job->expected)
     if (!job->arrived.count(sop)) ++missing;
   // Complete only when every expected instance is stored; the PACS's counts alone
   // are not proof (the reference server lost last instances that way).
-  if (!outcome.ok()) {
+  if (job->plan_failed) {
+    job->result = Unavailable("the retrieval's instance list could not be established");
+  } else if (!outcome.ok()) {
     job->result = outcome.status();
   } else if (missing > 0) {
     job->result = Status(ErrorCode::kBadGateway,
@@ -329,6 +371,29 @@ Status DimseSource::Retrieve(const std::vector<StoredInstance>& plan, InstanceSi
   std::vector<StoredInstance> pending;
   std::vector<StoredInstance> cached;
   for (auto& i : plan) (i.path.empty() ? pending : cached).push_back(i);
+  if (!pending.empty()) {
+    // What a C-MOVE that ended since planning (an early one, say) brought is cached
+    // now: it must not be asked for again.
+    std::unique_lock<std::mutex> lock(mutex_);
+    arrived_.wait(lock, [&] {
+      auto it = jobs_.find("study:" + plan.front().study_uid);
+      return it == jobs_.end() || it->second->done || it->second->expected_known;
+    });
+    auto it = jobs_.find("study:" + plan.front().study_uid);
+    if (it == jobs_.end() || it->second->done) {
+      auto now_cached = cache_->FindInstances(plan.front().study_uid, std::nullopt, std::nullopt);
+      if (now_cached.ok()) {
+        std::map<std::string, StoredInstance> by_sop;
+        for (auto& c : *now_cached) by_sop[c.sop_instance_uid] = c;
+        std::vector<StoredInstance> still;
+        for (auto& i : pending) {
+          auto c = by_sop.find(i.sop_instance_uid);
+          (c != by_sop.end() ? cached : still).push_back(c != by_sop.end() ? c->second : i);
+        }
+        pending = std::move(still);
+      }
+    }
+  }
   if (pending.empty()) {
     for (auto& i : cached) SI_RETURN_IF_ERROR(sink.OnInstance(i));
     return Status::Ok();
@@ -355,6 +420,12 @@ Status DimseSource::Retrieve(const std::vector<StoredInstance>& plan, InstanceSi
 
   std::shared_ptr<Job> job;
   std::unique_lock<std::mutex> lock(mutex_);
+  // An early C-MOVE of this study (started by another request's planning) is joined
+  // once its instance list is known, never duplicated.
+  arrived_.wait(lock, [&] {
+    auto it = jobs_.find("study:" + scope.study_uid);
+    return it == jobs_.end() || it->second->done || it->second->expected_known;
+  });
   job = JoinOrStart(scope, pending);
   std::set<std::string> waiting;
   for (auto& i : pending) waiting.insert(i.sop_instance_uid);
@@ -470,7 +541,8 @@ Status DimseSource::Ingest(const std::filesystem::path& complete_file) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& [key, job] : jobs_)
-      if (job->expected.count(p.instance.sop_instance_uid))
+      if (job->expected.count(p.instance.sop_instance_uid) ||
+          (!job->expected_known && job->scope.study_uid == p.study.study_instance_uid))
         job->arrived.insert(p.instance.sop_instance_uid);
   }
   arrived_.notify_all();

@@ -108,6 +108,10 @@ class DimseSource final : public ImageSource, public StoreTarget {
 
  private:
   struct Job;
+  // A whole-study C-MOVE started as soon as the study is known to exist, before its
+  // instances are listed; null when not applicable (C-GET needs the listed SOP
+  // classes; series or instance scopes) or when one is already running.
+  std::shared_ptr<Job> StartEarlyMove(const RetrieveScope& scope) const;
   std::shared_ptr<Job> JoinOrStart(const RetrieveScope& scope,
                                    const std::vector<StoredInstance>& plan) const;
   void RunJob(std::shared_ptr<Job> job) const;

@@ -21,6 +21,11 @@ class FolderPacs final : public DimseClient {
   std::atomic<int> moves{0};
   std::atomic<int> deliver_at_most{1 << 30};
   std::atomic<bool> unreachable{false};
+  // IMAGE-level listing: wait (up to 5 s) for a C-MOVE to have started, and say
+  // whether one had; or fail outright.
+  std::atomic<bool> listing_waits_for_move{false};
+  std::atomic<bool> move_started_before_listing{false};
+  std::atomic<bool> listing_fails{false};
 
   Result<std::vector<StudyRecord>> FindStudies(const DimsePeer&,
                                                const StudyQuery& q) const override {
@@ -30,6 +35,13 @@ class FolderPacs final : public DimseClient {
   Result<std::vector<InstanceKey>> FindInstances(const DimsePeer&,
                                                  const RetrieveScope& s) const override {
     if (unreachable) return Unavailable("PACS unreachable");
+    if (listing_waits_for_move) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (moves == 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      const_cast<FolderPacs*>(this)->move_started_before_listing = moves > 0;
+    }
+    if (listing_fails) return Unavailable("PACS stopped answering the listing");
     auto found = pacs_.FindInstances(s.study_uid, s.series_uid, s.sop_uid);
     if (!found.ok()) return found.status();
     std::vector<InstanceKey> keys;
@@ -129,6 +141,38 @@ TEST_F(DimseSourceTest, ColdRetrievalFillsTheCacheAndWarmNeedsNoPacs) {
   ASSERT_TRUE(source_->Retrieve(*warm, again).ok());
   EXPECT_EQ(again.got.size(), sink.got.size());
   EXPECT_EQ(pacs_->moves, 1);
+}
+
+TEST_F(DimseSourceTest, ColdStudyMoveStartsBeforeItsInstanceListing) {
+  pacs_->listing_waits_for_move = true;
+  RetrieveScope scope{Study(2).study_uid, std::nullopt, std::nullopt};
+  auto plan = source_->PlanRetrieval(scope);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  EXPECT_TRUE(pacs_->move_started_before_listing);
+  CountingSink sink;
+  ASSERT_TRUE(source_->Retrieve(*plan, sink).ok());
+  EXPECT_EQ(static_cast<int>(sink.got.size()), Study(2).instance_count);
+  EXPECT_EQ(pacs_->moves, 1);  // the early C-MOVE served the request; none after it
+}
+
+TEST_F(DimseSourceTest, FailedListingNeverMarksTheEarlyMoveComplete) {
+  pacs_->listing_waits_for_move = true;
+  pacs_->listing_fails = true;
+  pacs_->deliver_at_most = 1;  // the early C-MOVE brings one instance only
+  RetrieveScope scope{Study(3).study_uid, std::nullopt, std::nullopt};
+  EXPECT_FALSE(source_->PlanRetrieval(scope).ok());
+  // Let the early retrieval end, then ask again with a PACS that answers: the one
+  // cached instance must not pass for the whole study.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  pacs_->listing_fails = false;
+  pacs_->listing_waits_for_move = false;
+  pacs_->deliver_at_most = 1 << 30;
+  auto plan = source_->PlanRetrieval(scope);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  EXPECT_EQ(static_cast<int>(plan->size()), Study(3).instance_count);
+  CountingSink sink;
+  ASSERT_TRUE(source_->Retrieve(*plan, sink).ok());
+  EXPECT_EQ(static_cast<int>(sink.got.size()), Study(3).instance_count);
 }
 
 TEST_F(DimseSourceTest, ConcurrentRequestsShareOneRetrieval) {
