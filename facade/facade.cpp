@@ -1,6 +1,7 @@
 #include "facade/facade.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -21,8 +22,6 @@ namespace si::facade {
 namespace {
 
 constexpr const char* kFhirJson = "application/fhir+json; charset=utf-8";
-constexpr size_t kFileReadChunk = 256 * 1024;
-constexpr size_t kPartHeadRoom = 512;  // "--boundary" + Content-Type + Content-Length
 
 struct Route {
   std::shared_ptr<const Tenant> tenant;
@@ -58,47 +57,24 @@ class MultipartSink final : public InstanceSink {
   Status OnInstance(const StoredInstance& instance) override {
     int fd = ::open(instance.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return IoError("instance file vanished");
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size != instance.size_bytes) {
+      ::close(fd);
+      return IoError("instance file changed before it was sent");
+    }
     if (Status s = Start(); !s.ok()) {
       ::close(fd);
       return s;
     }
-    // The part head (after the previous part's closing CRLF) goes into the front of
-    // the one reusable buffer and the file's first bytes right behind it: one chunk,
-    // no copy of the body, no zero-filled buffer per instance.
+    // The part head follows the previous part's closing CRLF in one write.
     std::string head =
         std::string(parts_ > 0 ? "\r\n" : "") + "--" + boundary_ +
         "\r\nContent-Type: application/dicom; transfer-syntax=" + instance.transfer_syntax_uid +
         "\r\nContent-Length: " + std::to_string(instance.size_bytes) + "\r\n\r\n";
-    if (head.size() > kPartHeadRoom) {
-      ::close(fd);
-      return Internal("part head too long");
-    }
-    if (!buffer_) buffer_ = std::make_unique_for_overwrite<char[]>(kPartHeadRoom + kFileReadChunk);
-    char* const body = buffer_.get() + kPartHeadRoom;
-    char* const head_at = body - head.size();
-    std::memcpy(head_at, head.data(), head.size());
-    Status status;
-    int64_t sent = 0;
-    bool first = true;
-    while (status.ok()) {
-      ssize_t n = ::read(fd, body, kFileReadChunk);
-      if (n < 0) {
-        status = IoError("read failed");
-        break;
-      }
-      if (n == 0) break;
-      sent += n;
-      if (first) {
-        status = out_.WriteChunk(std::string_view(head_at, head.size() + static_cast<size_t>(n)));
-        first = false;
-      } else {
-        status = out_.WriteChunk(std::string_view(body, static_cast<size_t>(n)));
-      }
-    }
-    if (status.ok() && first) status = out_.WriteChunk(head);  // an empty file
+    // The file's bytes go from the page cache to the socket (sendfile): no copy
+    // through this process.
+    Status status = out_.WriteFileChunk(head, fd, 0, static_cast<size_t>(instance.size_bytes));
     ::close(fd);
-    if (status.ok() && sent != instance.size_bytes)
-      status = IoError("instance file changed while it was sent");
     if (status.ok()) ++parts_;
     return status;
   }
@@ -112,7 +88,6 @@ class MultipartSink final : public InstanceSink {
   HeaderList head_;
   bool started_ = false;
   int parts_ = 0;
-  std::unique_ptr<char[]> buffer_;  // kPartHeadRoom + kFileReadChunk, made on first use
 };
 
 // Writes a response a source passes through from its upstream, as it arrives.
@@ -416,19 +391,39 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
   if (format->shape == RetrieveShape::kSingleDicom) {
     h.emplace_back("Content-Type",
                    "application/dicom; transfer-syntax=" + plan->front().transfer_syntax_uid);
-    if (!out.BeginChunked(200, h).ok()) return;
-    auto buffer = std::make_unique_for_overwrite<char[]>(kFileReadChunk);
-    int fd = ::open(plan->front().path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return out.Abort();
-    ssize_t n;
-    Status s;
-    while (s.ok() && (n = ::read(fd, buffer.get(), kFileReadChunk)) > 0)
-      s = out.WriteChunk(std::string_view(buffer.get(), static_cast<size_t>(n)));
-    ::close(fd);
-    if (s.ok() && n == 0)
-      out.EndChunked().ok();
-    else
-      out.Abort();
+    // Through the service like every retrieval: a PACS fills the cache first and an
+    // arriving instance of another patient is refused.
+    class SingleFile final : public InstanceSink {
+     public:
+      SingleFile(ResponseChannel& out, const HeaderList& head) : out_(out), head_(head) {}
+      bool started = false;
+      Status OnInstance(const StoredInstance& instance) override {
+        int fd = ::open(instance.path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return IoError("instance file vanished");
+        struct stat st {};
+        Status s = ::fstat(fd, &st) == 0 && st.st_size == instance.size_bytes
+                       ? Status::Ok()
+                       : IoError("instance file changed before it was sent");
+        if (s.ok()) {
+          started = true;
+          s = out_.BeginChunked(200, head_);
+        }
+        if (s.ok()) s = out_.WriteFileChunk("", fd, 0, static_cast<size_t>(instance.size_bytes));
+        ::close(fd);
+        return s;
+      }
+
+     private:
+      ResponseChannel& out_;
+      const HeaderList& head_;
+    } single(out, h);
+    Status s = service_.Retrieve(*access, {plan->front()}, single);
+    if (!s.ok() && !single.started) {
+      if (!out.ClientGone()) SendWadoError(request, out, s);
+      return;
+    }
+    if (s.ok() && single.started) s = out.EndChunked();
+    if (!s.ok() || !single.started) out.Abort();
     return;
   }
   std::string boundary = RandomBoundary();

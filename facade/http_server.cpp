@@ -38,6 +38,7 @@
 #include <pistache/tcp.h>
 #include <pistache/transport.h>
 #include <poll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -51,6 +52,7 @@
 #include <ctime>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -79,6 +81,8 @@ using namespace std::chrono_literals;
 // Pistache's write loop spinning; ours sleeps in poll(), which reports POLLOUT only once
 // a good share of the send buffer is free, so a partial write costs one extra wake-up.
 constexpr size_t kMaxWriteBytes = 64 * 1024;
+// Per sendfile() of a file range: the kernel takes what the socket buffer holds.
+constexpr size_t kMaxFileSlice = 1024 * 1024;
 constexpr size_t kChunkFraming = 16;           // "<hex>\r\n" + "\r\n", generously
 constexpr size_t kMaxHeaderBytes = 64 * 1024;  // header section beyond the request line
 constexpr size_t kRequestLineSlack = 64;       // method, spaces and version around the target
@@ -699,6 +703,23 @@ class Channel final : public ResponseChannel {
     return Status::Ok();
   }
 
+  Status WriteFileChunk(std::string_view head, int fd, int64_t offset, size_t length) override {
+    if (phase_ == Phase::kFailed) return failure_;
+    if (phase_ == Phase::kDone && no_body_) return Status::Ok();
+    if (phase_ != Phase::kChunked) return Internal("WriteFileChunk outside a chunked response");
+    if (http10_) {
+      SI_RETURN_IF_ERROR(Write({head}, false));
+    } else {
+      char size_line[24];
+      int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", head.size() + length);
+      SI_RETURN_IF_ERROR(Write({std::string_view(size_line, static_cast<size_t>(n)), head}, false));
+    }
+    SI_RETURN_IF_ERROR(SendFileRange(fd, offset, length));
+    if (!http10_) SI_RETURN_IF_ERROR(Write({"\r\n"}, false));
+    body_bytes_ += head.size() + length;
+    return Status::Ok();
+  }
+
   Status EndChunked() override {
     if (phase_ == Phase::kFailed) return failure_;
     if (phase_ == Phase::kDone && no_body_) return Status::Ok();
@@ -803,6 +824,52 @@ class Channel final : public ResponseChannel {
     return Status::Ok();
   }
 
+  // sendfile(2) of a file range in non-blocking slices, waiting like Send. The
+  // response is never finished here: a chunk's CRLF always follows.
+  Status SendFileRange(int fd, int64_t offset, size_t length) {
+    auto last_progress = Clock::now();
+    off_t at = static_cast<off_t>(offset);
+    while (length > 0) {
+      if (phase_ == Phase::kFailed) return failure_;
+      if (conn_->gone.load() || core_->stopped.load() || conn_->peer.expired()) {
+        return Fail(Unavailable("client disconnected"));
+      }
+      ssize_t n = ::sendfile(conn_->wfd, fd, &at, std::min(length, kMaxFileSlice));
+      if (n > 0) {
+        last_progress = Clock::now();
+        length -= static_cast<size_t>(n);
+        continue;
+      }
+      if (n == 0) return Fail(IoError("the file ended before the announced length"));
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        SI_RETURN_IF_ERROR(AwaitWritable(last_progress));
+        continue;
+      }
+      if (errno == EINVAL || errno == ENOSYS) {
+        return Fail(Internal("sendfile is not available for this file"));
+      }
+      return Fail(Unavailable("client disconnected"));
+    }
+    return Status::Ok();
+  }
+
+  // One wait for the socket to take more bytes; fails when the client is gone or
+  // read nothing for stall_limit.
+  Status AwaitWritable(Clock::time_point last_progress) {
+    pollfd pfd{conn_->wfd, POLLOUT, 0};
+    int ready = ::poll(&pfd, 1, static_cast<int>(kWaitSlice.count()));
+    if (ready > 0 && (pfd.revents & (POLLERR | POLLNVAL)) != 0) {
+      return Fail(Unavailable("client disconnected"));
+    }
+    if (ready == 0 && Clock::now() - last_progress >= core_->options.stall_limit) {
+      ShutdownSocket(*conn_, SHUT_RDWR);
+      return Fail(Unavailable("client stalled: nothing read for " +
+                              std::to_string(core_->options.stall_limit.count()) + " s"));
+    }
+    return Status::Ok();
+  }
+
   // Hands one slice to the kernel, waiting (poll, in slices of kWaitSlice) while the
   // socket is full; gives up when the client is gone or reads nothing for stall_limit.
   Status Send(iovec* iov, int count, bool last) {
@@ -835,16 +902,7 @@ class Channel final : public ResponseChannel {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        pollfd pfd{conn_->wfd, POLLOUT, 0};
-        int ready = ::poll(&pfd, 1, static_cast<int>(kWaitSlice.count()));
-        if (ready > 0 && (pfd.revents & (POLLERR | POLLNVAL)) != 0) {
-          return Fail(Unavailable("client disconnected"));
-        }
-        if (ready == 0 && Clock::now() - last_progress >= core_->options.stall_limit) {
-          ShutdownSocket(*conn_, SHUT_RDWR);
-          return Fail(Unavailable("client stalled: nothing read for " +
-                                  std::to_string(core_->options.stall_limit.count()) + " s"));
-        }
+        SI_RETURN_IF_ERROR(AwaitWritable(last_progress));
         continue;
       }
       return Fail(Unavailable("client disconnected"));
@@ -1242,6 +1300,23 @@ void HttpServer::Shutdown() {
   impl_->endpoint->shutdown();
   core.pool->Stop();  // joins every worker
   impl_->endpoint.reset();
+}
+
+Status ResponseChannel::WriteFileChunk(std::string_view head, int fd, int64_t offset,
+                                       size_t length) {
+  SI_RETURN_IF_ERROR(WriteChunk(head));
+  constexpr size_t kPiece = 256 * 1024;
+  auto buffer = std::make_unique_for_overwrite<char[]>(kPiece);
+  while (length > 0) {
+    ssize_t n = ::pread(fd, buffer.get(), std::min(length, kPiece), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError("read failed");
+    if (n == 0) return IoError("the file ended before the announced length");
+    SI_RETURN_IF_ERROR(WriteChunk(std::string_view(buffer.get(), static_cast<size_t>(n))));
+    offset += n;
+    length -= static_cast<size_t>(n);
+  }
+  return Status::Ok();
 }
 
 }  // namespace si::facade

@@ -49,6 +49,11 @@ class ResponseChannel {
   virtual Status BeginChunked(int status, const HeaderList& headers) = 0;
   // One or more HTTP chunks (large data is split into <= 64 KiB writes).
   virtual Status WriteChunk(std::string_view data) = 0;
+  // `head`, then `length` bytes of the open file `fd` from `offset`, as chunked body
+  // data. The server's channel moves the file bytes from the page cache to the
+  // socket (sendfile) without a copy through user space; this default reads and
+  // writes. A file shorter than `length` is an IoError (the caller aborts).
+  virtual Status WriteFileChunk(std::string_view head, int fd, int64_t offset, size_t length);
   // The terminating zero-length chunk.
   virtual Status EndChunked() = 0;
   // Failure after the head went out: drop the connection so the client sees a

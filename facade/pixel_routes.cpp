@@ -141,7 +141,6 @@ void PixelRoutes::RetrieveTranscoded(const HttpRequest& request, ResponseChannel
                                      const WadoAccess& access,
                                      const std::vector<StoredInstance>& plan,
                                      const std::string& target, bool single) const {
-  const Tenant& tenant = *access.tenant;
   if (!pixels_)
     return SendWadoError(request, out,
                          NotImplemented("transcoding is not available in this build"));
