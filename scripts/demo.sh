@@ -39,7 +39,7 @@ for _ in $(seq 50); do echoscu -aec DEMOPACS 127.0.0.1 11112 >/dev/null 2>&1 && 
 if [ ! -f var/pacs/loaded ]; then
   TCP_NODELAY=1 storescu +sd +r -aec DEMOPACS 127.0.0.1 11112 var/samples >/dev/null 2>&1 && touch var/pacs/loaded
 fi
-base="http://localhost:$PORT"
+base="http://127.0.0.1:$PORT"
 for _ in $(seq 50); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
 patient=87a339d0-8cae-418e-89c7-8651e6aab3c6
 wado=$(curl -s "$base/sandbox-patient/fhir/ImagingStudy?patient=$patient" |

@@ -55,7 +55,8 @@ const Setting kServeSettings[] = {
     {"port", "PORT", "8000", "HTTP port (0 picks a free one)"},
     {"bind", "BIND_ADDRESS", "127.0.0.1", "address to listen on"},
     {"base-url", "BASE_URL", nullptr,
-     "public base URL used in every absolute URL (default http://localhost:$PORT)"},
+     "public base URL used in every absolute URL (default http://127.0.0.1:$PORT, the listening "
+     "address)"},
     {"path-key", "PATH_KEY", nullptr,
      "secret for study tokens (default: random per process, with a warning)"},
     {"config-dir", "CONFIG_DIR", "./config", "directory of tenant *.json files"},
@@ -361,8 +362,14 @@ int Serve(const std::map<std::string, std::string>& flags) {
                  port, bound.message().c_str());
     return 1;
   }
-  if (settings.base_url.empty())
-    settings.base_url = "http://localhost:" + std::to_string(server.port());
+  // The address we listen on, not "localhost": clients that resolve localhost to ::1
+  // first (node 18 on Debian, say) would reach nothing.
+  if (settings.base_url.empty()) {
+    std::string host = http.bind_address;
+    if (host == "0.0.0.0" || host == "::" || host.empty()) host = "127.0.0.1";
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    settings.base_url = "http://" + host + ":" + std::to_string(server.port());
+  }
   while (!settings.base_url.empty() && settings.base_url.back() == '/')
     settings.base_url.pop_back();
   service = std::make_unique<si::ImagingService>(settings, codec, factory);
