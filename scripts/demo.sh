@@ -62,6 +62,10 @@ smart-imaging is running at $base with sample studies in var/samples. Try:
   # WADO-RS with the Endpoint address from a search (a study token, valid 24 h)
   curl -s -o study.multipart '$wado/studies/$study'
   curl -s '$wado/studies/$study/metadata'
+  # DICOMweb for viewers under the same address: QIDO-RS, a thumbnail, a rendered PNG
+  curl -s '$wado/studies/$study/series'
+  curl -s -o thumbnail.jpg '$wado/studies/$study/thumbnail'
+  curl -s -o rendered.png -H 'Accept: image/png' '$wado/studies/$study/rendered?viewport=256,256'
   # the same studies from the local PACS: C-FIND for the search, C-MOVE into the cache on first retrieval
   curl -s '$base/local-pacs/fhir/ImagingStudy?patient=$mrn'
   curl -s -o pacs-study.multipart -w '%{http_code} %{size_download} bytes in %{time_total} s\n' '$pacs_wado/studies/$pacs_study'
