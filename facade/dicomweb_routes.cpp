@@ -48,7 +48,7 @@ Result<std::vector<std::string>> InstanceObjects(const ImagingService& service,
   auto plan = service.PlanWado(access, scope);  // existence and the patient check
   if (!plan.ok()) return plan.status();
   const ImageSource& source = *access.tenant->source;
-  if (!source.SupportsPassThrough()) return service.Metadata(access, scope);
+  if (!source.SupportsPassThrough()) return service.Metadata(access, scope, *plan);
   PassThroughRequest pass;
   pass.scope = scope;
   pass.suffix = "metadata";

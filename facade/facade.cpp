@@ -41,7 +41,8 @@ void SendFhirError(const HttpRequest& request, ResponseChannel& out, const Statu
   out.SendWhole(status.http_status(), h, schema::OperationOutcome(status)).ok();
 }
 
-// Writes one instance file as a multipart part, in bounded reads.
+// Writes instance files as multipart parts, or with no boundary the one instance
+// of a single-part application/dicom answer.
 class MultipartSink final : public InstanceSink {
  public:
   // The head goes out with the first instance, so a source that fails before
@@ -67,10 +68,13 @@ class MultipartSink final : public InstanceSink {
       return s;
     }
     // The part head follows the previous part's closing CRLF in one write.
-    std::string head =
-        std::string(parts_ > 0 ? "\r\n" : "") + "--" + boundary_ +
-        "\r\nContent-Type: application/dicom; transfer-syntax=" + instance.transfer_syntax_uid +
-        "\r\nContent-Length: " + std::to_string(instance.size_bytes) + "\r\n\r\n";
+    std::string head = boundary_.empty()
+                           ? std::string()
+                           : std::string(parts_ > 0 ? "\r\n" : "") + "--" + boundary_ +
+                                 "\r\nContent-Type: application/dicom; transfer-syntax=" +
+                                 instance.transfer_syntax_uid +
+                                 "\r\nContent-Length: " + std::to_string(instance.size_bytes) +
+                                 "\r\n\r\n";
     // The file's bytes go from the page cache to the socket (sendfile): no copy
     // through this process.
     Status status = out_.WriteFileChunk(head, fd, 0, static_cast<size_t>(instance.size_bytes));
@@ -79,7 +83,10 @@ class MultipartSink final : public InstanceSink {
     return status;
   }
   // What ends the body after the last part: its CRLF and the closing boundary.
-  std::string Closing() const { return (parts_ > 0 ? "\r\n--" : "--") + boundary_ + "--\r\n"; }
+  std::string Closing() const {
+    if (boundary_.empty()) return {};
+    return (parts_ > 0 ? "\r\n--" : "--") + boundary_ + "--\r\n";
+  }
   int parts() const { return parts_; }
 
  private:
@@ -361,7 +368,7 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
     if (!accept.ok()) return SendWadoError(request, out, accept);
     auto plan = service_.PlanWado(*access, scope);  // also the patient check
     if (!plan.ok()) return SendWadoError(request, out, plan.status());
-    auto objects = service_.Metadata(*access, scope);
+    auto objects = service_.Metadata(*access, scope, *plan);
     if (!objects.ok()) return SendWadoError(request, out, objects.status());
     const std::string root =
         service_.settings().base_url + tenant.config.url_prefix + "/wado/" + rest[1] + "/";
@@ -388,47 +395,16 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
                                             format->shape == RetrieveShape::kSingleDicom);
 
   HeaderList h = CorsHeaders(request);
+  std::string boundary;
   if (format->shape == RetrieveShape::kSingleDicom) {
+    plan->resize(1);
     h.emplace_back("Content-Type",
                    "application/dicom; transfer-syntax=" + plan->front().transfer_syntax_uid);
-    // Through the service like every retrieval: a PACS fills the cache first and an
-    // arriving instance of another patient is refused.
-    class SingleFile final : public InstanceSink {
-     public:
-      SingleFile(ResponseChannel& out, const HeaderList& head) : out_(out), head_(head) {}
-      bool started = false;
-      Status OnInstance(const StoredInstance& instance) override {
-        int fd = ::open(instance.path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return IoError("instance file vanished");
-        struct stat st {};
-        Status s = ::fstat(fd, &st) == 0 && st.st_size == instance.size_bytes
-                       ? Status::Ok()
-                       : IoError("instance file changed before it was sent");
-        if (s.ok()) {
-          started = true;
-          s = out_.BeginChunked(200, head_);
-        }
-        if (s.ok()) s = out_.WriteFileChunk("", fd, 0, static_cast<size_t>(instance.size_bytes));
-        ::close(fd);
-        return s;
-      }
-
-     private:
-      ResponseChannel& out_;
-      const HeaderList& head_;
-    } single(out, h);
-    Status s = service_.Retrieve(*access, {plan->front()}, single);
-    if (!s.ok() && !single.started) {
-      if (!out.ClientGone()) SendWadoError(request, out, s);
-      return;
-    }
-    if (s.ok() && single.started) s = out.EndChunked();
-    if (!s.ok() || !single.started) out.Abort();
-    return;
+  } else {
+    boundary = RandomBoundary();
+    h.emplace_back("Content-Type",
+                   "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
   }
-  std::string boundary = RandomBoundary();
-  h.emplace_back("Content-Type",
-                 "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
   MultipartSink sink(out, boundary, h);
   Status s = service_.Retrieve(*access, *plan, sink);  // re-checks arriving PatientIDs
   if (!s.ok() && !sink.started()) {
@@ -438,9 +414,9 @@ void Facade::Handle(HttpRequest& request, ResponseChannel& out) const {
   }
   // The closing boundary only when every planned instance went out: a client must
   // never mistake a partial study for a whole one.
-  if (s.ok() && sink.parts() == static_cast<int>(plan->size()))
-    s = out.WriteChunk(sink.Closing());
-  else if (s.ok())
+  if (s.ok() && sink.parts() == static_cast<int>(plan->size())) {
+    if (std::string closing = sink.Closing(); !closing.empty()) s = out.WriteChunk(closing);
+  } else if (s.ok())
     s = Status(ErrorCode::kBadGateway, "fewer instances than planned");
   if (s.ok()) s = out.EndChunked();
   if (!s.ok()) {

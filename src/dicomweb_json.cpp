@@ -222,20 +222,4 @@ void AttachSeries(StudyRecord& study, std::vector<SeriesRecord> series) {
   study.series = std::move(series);
 }
 
-Result<PatientIds> PatientIdsOfMetadata(std::string_view object_json) {
-  rapidjson::Document doc;
-  doc.Parse(object_json.data(), object_json.size());
-  if (doc.HasParseError() || !doc.IsObject())
-    return Internal("instance metadata is not a DICOM JSON object");
-  PatientIds ids;
-  auto text_of = [&](const char* tag) -> std::string {
-    const Value* v = FirstValue(doc, tag);
-    return v && v->IsString() ? text::Trim(std::string(v->GetString(), v->GetStringLength()))
-                              : std::string();
-  };
-  ids.patient_id = text_of("00100020");
-  ids.issuer_of_patient_id = text_of("00100021");
-  return ids;
-}
-
 }  // namespace si::dicomweb

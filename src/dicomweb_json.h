@@ -29,12 +29,4 @@ Result<std::vector<StoredInstance>> ParseInstances(std::string_view json);
 // study-level answer lacked: series count, instance count, modalities.
 void AttachSeries(StudyRecord& study, std::vector<SeriesRecord> series);
 
-struct PatientIds {
-  std::string patient_id;
-  std::string issuer_of_patient_id;
-};
-// PatientID (0010,0020) and IssuerOfPatientID (0010,0021) of one DICOM JSON object;
-// empty strings for absent attributes, an error when it is not a JSON object.
-Result<PatientIds> PatientIdsOfMetadata(std::string_view object_json);
-
 }  // namespace si::dicomweb

@@ -371,30 +371,35 @@ Status DimseSource::Retrieve(const std::vector<StoredInstance>& plan, InstanceSi
   std::vector<StoredInstance> pending;
   std::vector<StoredInstance> cached;
   for (auto& i : plan) (i.path.empty() ? pending : cached).push_back(i);
-  if (!pending.empty()) {
+  if (pending.empty()) {
+    for (auto& i : cached) SI_RETURN_IF_ERROR(sink.OnInstance(i));
+    return Status::Ok();
+  }
+  const std::string study_key = ScopeKey({plan.front().study_uid, std::nullopt, std::nullopt});
+  std::unique_lock<std::mutex> lock(mutex_);
+  // An early C-MOVE of this study (started by a request's planning) is joined once
+  // its instance list is known, never duplicated.
+  arrived_.wait(lock, [&] {
+    auto it = jobs_.find(study_key);
+    return it == jobs_.end() || it->second->done || it->second->expected_known;
+  });
+  if (auto it = jobs_.find(study_key); it == jobs_.end() || it->second->done) {
     // What a C-MOVE that ended since planning (an early one, say) brought is cached
     // now: it must not be asked for again.
-    std::unique_lock<std::mutex> lock(mutex_);
-    arrived_.wait(lock, [&] {
-      auto it = jobs_.find("study:" + plan.front().study_uid);
-      return it == jobs_.end() || it->second->done || it->second->expected_known;
-    });
-    auto it = jobs_.find("study:" + plan.front().study_uid);
-    if (it == jobs_.end() || it->second->done) {
-      auto now_cached = cache_->FindInstances(plan.front().study_uid, std::nullopt, std::nullopt);
-      if (now_cached.ok()) {
-        std::map<std::string, StoredInstance> by_sop;
-        for (auto& c : *now_cached) by_sop[c.sop_instance_uid] = c;
-        std::vector<StoredInstance> still;
-        for (auto& i : pending) {
-          auto c = by_sop.find(i.sop_instance_uid);
-          (c != by_sop.end() ? cached : still).push_back(c != by_sop.end() ? c->second : i);
-        }
-        pending = std::move(still);
+    auto now_cached = cache_->FindInstances(plan.front().study_uid, std::nullopt, std::nullopt);
+    if (now_cached.ok()) {
+      std::map<std::string, StoredInstance> by_sop;
+      for (auto& c : *now_cached) by_sop[c.sop_instance_uid] = c;
+      std::vector<StoredInstance> still;
+      for (auto& i : pending) {
+        auto c = by_sop.find(i.sop_instance_uid);
+        (c != by_sop.end() ? cached : still).push_back(c != by_sop.end() ? c->second : i);
       }
+      pending = std::move(still);
     }
   }
   if (pending.empty()) {
+    lock.unlock();
     for (auto& i : cached) SI_RETURN_IF_ERROR(sink.OnInstance(i));
     return Status::Ok();
   }
@@ -418,15 +423,7 @@ Status DimseSource::Retrieve(const std::vector<StoredInstance>& plan, InstanceSi
   if (one_series) scope.series_uid = pending.front().series_uid;
   if (pending.size() == 1) scope.sop_uid = pending.front().sop_instance_uid;
 
-  std::shared_ptr<Job> job;
-  std::unique_lock<std::mutex> lock(mutex_);
-  // An early C-MOVE of this study (started by another request's planning) is joined
-  // once its instance list is known, never duplicated.
-  arrived_.wait(lock, [&] {
-    auto it = jobs_.find("study:" + scope.study_uid);
-    return it == jobs_.end() || it->second->done || it->second->expected_known;
-  });
-  job = JoinOrStart(scope, pending);
+  std::shared_ptr<Job> job = JoinOrStart(scope, pending);
   std::set<std::string> waiting;
   for (auto& i : pending) waiting.insert(i.sop_instance_uid);
   auto deadline =

@@ -408,25 +408,18 @@ Status ImagingService::Retrieve(const WadoAccess& access, const std::vector<Stor
   return access.tenant->source->Retrieve(plan, checked);
 }
 
-Result<std::vector<std::string>> ImagingService::Metadata(const WadoAccess& access,
-                                                          const RetrieveScope& scope) const {
+Result<std::vector<std::string>> ImagingService::Metadata(
+    const WadoAccess& access, const RetrieveScope& scope,
+    const std::vector<StoredInstance>& plan) const {
   auto objects = access.tenant->source->Metadata(scope);
   if (!objects.ok() || !access.required_patient_id) return objects;
-  size_t foreign = 0;
-  for (const std::string& object : *objects) {
-    auto ids = dicomweb::PatientIdsOfMetadata(object);
-    if (!ids.ok()) return ids.status();
-    StoredInstance probe;
-    probe.patient_id = ids->patient_id;
-    probe.issuer_of_patient_id = ids->issuer_of_patient_id;
-    if (ForeignInstance(probe, *access.required_patient_id, access.required_issuer)) ++foreign;
-  }
-  if (foreign > 0) {
-    log::Warn("wado", "refused metadata: " + std::to_string(foreign) +
-                          " instance(s) carry another PatientID or IssuerOfPatientID than the "
-                          "token's patient (study sha256:" +
-                          text::HexSha256(access.binding.study_uid).substr(0, 16) + ")");
-    return Forbidden("this study holds instances of another patient");
+  // PlanWado checked the plan's PatientIDs. A cold PACS plan knows only the study's;
+  // now that the cache holds the instances, planning again checks their own.
+  bool cold =
+      std::any_of(plan.begin(), plan.end(), [](const StoredInstance& i) { return i.path.empty(); });
+  if (cold) {
+    auto checked = PlanWado(access, scope);
+    if (!checked.ok()) return checked.status();
   }
   return objects;
 }

@@ -103,12 +103,11 @@ class ImagingService {
   Status Retrieve(const WadoAccess& access, const std::vector<StoredInstance>& plan,
                   InstanceSink& sink) const;
 
-  // The DICOM JSON of a planned scope (a PACS fills its cache first). Each object's
-  // PatientID (and IssuerOfPatientID) is checked as in Retrieve: a cold PACS plan
-  // knows only the study's PatientID, the instances' own are known only now. A
-  // study holding another patient's instance is refused whole.
-  Result<std::vector<std::string>> Metadata(const WadoAccess& access,
-                                            const RetrieveScope& scope) const;
+  // The DICOM JSON of a planned scope (a PACS fills its cache first), with the
+  // instances' own PatientIDs checked as in Retrieve: a study holding another
+  // patient's instance is refused whole.
+  Result<std::vector<std::string>> Metadata(const WadoAccess& access, const RetrieveScope& scope,
+                                            const std::vector<StoredInstance>& plan) const;
 
   const ServiceSettings& settings() const { return settings_; }
 
